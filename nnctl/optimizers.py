@@ -1,0 +1,136 @@
+"""Optimizers: rules that move parameters by their batch-mean gradients.
+
+``sgd`` is the seed's gradient descent (1.32), ``W <- W - eta * dc/dW``, applied to the biases too.
+The others are the usual extensions. State is explicit (optax-style): ``init(params)`` returns a
+flat dict of arrays, ``update(params, grads, state, lr, decay_mask)`` changes params and state in
+place. Nothing else is hidden, so a checkpoint stores the dict as it is and resume is bit-exact.
+
+``params`` and ``grads`` are parallel lists of arrays; ``decay_mask[i]`` says whether params[i]
+is a weight matrix (decoupled weight decay never touches biases).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat
+
+Array = np.ndarray
+State = dict[str, Array]
+
+
+class Optimizer(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    slots: ClassVar[tuple[str, ...]] = ()
+
+    def init(self, params: Sequence[Array]) -> State:
+        state: State = {"step": np.zeros((), dtype=np.int64)}
+        for slot in self.slots:
+            for i, p in enumerate(params):
+                state[f"{slot}_{i}"] = np.zeros_like(p)
+        return state
+
+    def update(
+        self,
+        params: Sequence[Array],
+        grads: Sequence[Array],
+        state: State,
+        lr: float,
+        decay_mask: Sequence[bool] | None = None,
+    ) -> None:
+        state["step"] += 1
+        for i, (p, g) in enumerate(zip(params, grads, strict=True)):
+            self.update_one(i, p, g, state, lr, decay_mask is None or decay_mask[i])
+
+    def update_one(self, i: int, p: Array, g: Array, state: State, lr: float, decays: bool) -> None:
+        raise NotImplementedError
+
+
+class SGD(Optimizer):
+    """Plain gradient descent, exactly (1.32): p <- p - lr * g."""
+
+    name: Literal["sgd"] = "sgd"
+
+    def update_one(self, i: int, p: Array, g: Array, state: State, lr: float, decays: bool) -> None:
+        p -= lr * g
+
+
+class Momentum(Optimizer):
+    """Heavy-ball momentum: v <- mu v + g; p <- p - lr v (Nesterov: p <- p - lr (g + mu v))."""
+
+    name: Literal["momentum"] = "momentum"
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    nesterov: bool = False
+    slots: ClassVar[tuple[str, ...]] = ("velocity",)
+
+    def update_one(self, i: int, p: Array, g: Array, state: State, lr: float, decays: bool) -> None:
+        v = state[f"velocity_{i}"]
+        v *= self.momentum
+        v += g
+        step = g + self.momentum * v if self.nesterov else v
+        p -= lr * step
+
+
+class Adam(Optimizer):
+    """Adam with bias correction (Kingma & Ba 2015); ``weight_decay`` > 0 makes it AdamW
+    (decoupled: p <- p - lr * wd * p, weights only)."""
+
+    name: Literal["adam"] = "adam"
+    beta1: float = Field(0.9, ge=0.0, lt=1.0)
+    beta2: float = Field(0.999, ge=0.0, lt=1.0)
+    eps: PositiveFloat = 1e-8
+    weight_decay: NonNegativeFloat = 0.0
+    slots: ClassVar[tuple[str, ...]] = ("m", "v")
+
+    def update_one(self, i: int, p: Array, g: Array, state: State, lr: float, decays: bool) -> None:
+        t = int(state["step"])
+        m, v = state[f"m_{i}"], state[f"v_{i}"]
+        m *= self.beta1
+        m += (1.0 - self.beta1) * g
+        v *= self.beta2
+        v += (1.0 - self.beta2) * (g * g)
+        m_hat = m / (1.0 - self.beta1**t)
+        v_hat = v / (1.0 - self.beta2**t)
+        if self.weight_decay and decays:
+            p -= (lr * self.weight_decay) * p
+        p -= lr * m_hat / (np.sqrt(v_hat) + self.eps)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay, 0.01 by default (Loshchilov & Hutter 2019)."""
+
+    name: Literal["adamw"] = "adamw"  # type: ignore[assignment]
+    weight_decay: NonNegativeFloat = 0.01
+
+
+class RMSprop(Optimizer):
+    """RMSprop: v <- rho v + (1 - rho) g^2; p <- p - lr g / (sqrt(v) + eps)."""
+
+    name: Literal["rmsprop"] = "rmsprop"
+    rho: float = Field(0.9, ge=0.0, lt=1.0)
+    eps: PositiveFloat = 1e-8
+    slots: ClassVar[tuple[str, ...]] = ("square_avg",)
+
+    def update_one(self, i: int, p: Array, g: Array, state: State, lr: float, decays: bool) -> None:
+        v = state[f"square_avg_{i}"]
+        v *= self.rho
+        v += (1.0 - self.rho) * (g * g)
+        p -= lr * g / (np.sqrt(v) + self.eps)
+
+
+OPTIMIZER_CLASSES: tuple[type[Optimizer], ...] = (SGD, Momentum, Adam, AdamW, RMSprop)
+#: YAML name -> class: the single registry of optimizers.
+OPTIMIZERS: dict[str, type[Optimizer]] = {cls.model_fields["name"].default: cls for cls in OPTIMIZER_CLASSES}
+
+
+def get_optimizer(spec: str | dict | Optimizer) -> Optimizer:
+    if isinstance(spec, Optimizer):
+        return spec
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    name = spec.get("name")
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    return OPTIMIZERS[name](**spec)
