@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# Build the Dockerfile and train a shipped config inside the container, then train the same config on
+# the host and compare the two last.npz checkpoints bit for bit (W*/b*).
+#
+#   .ci/container.sh [CONFIG]   # default: configs/digits.yaml (the README's example), else another
+#                               # shipped config; with none shipped yet, only build and run --help
+#   .ci/container.sh --relock   # regenerate constraints.txt (the lock) in a fresh virtual environment
+#
+# There is no Docker engine here: ../shared/tools/container-check.sh builds the image with rootful
+# podman from a local stand-in for python:3.12-slim (Debian's python3) and runs it with $W/runs mounted
+# at /app/runs. Where that tool, root or podman is unavailable, this prints "SKIPPED: ..." and exits 0;
+# so does a failure of the tool's own environment steps (apt, debootstrap, the stand-in base). A failure
+# to build or run OUR image, or different weights with identical library versions, exits 1.
+# Environment: NNCTL_CONTAINER=skip (skip on purpose), CONTAINER_CHECK (the tool's path), W (its work
+# dir, default /tmp/dockercheck/work), TAG (image tag, default localhost/nnctl:ci), NNCTL (host nnctl).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+START=$(date +%s)
+
+say() { printf '[container] %s\n' "$*"; }
+skip() { say "SKIPPED: $*"; exit 0; }
+
+# ------------------------------------------------------------------------------------ --relock
+if [ "${1:-}" = "--relock" ]; then
+  PY=${PYTHON:-python3}
+  LOCKENV=$(mktemp -d /tmp/nnctl-lock.XXXXXX)
+  trap 'rm -rf "$LOCKENV"' EXIT
+  "$PY" -m venv "$LOCKENV"
+  "$LOCKENV/bin/python" -m pip install --quiet --no-cache-dir "$ROOT"
+  {
+    sed -n '/^#/p;/^[^#]/q' constraints.txt   # keep the header comment
+    "$LOCKENV/bin/python" -m pip freeze --exclude nnctl
+  } > constraints.txt.new
+  mv constraints.txt.new constraints.txt
+  say "constraints.txt regenerated with $("$LOCKENV/bin/python" --version):"
+  grep -v '^#' constraints.txt
+  exit 0
+fi
+
+# ------------------------------------------------------------------------------------ preconditions
+TOOL=${CONTAINER_CHECK:-$ROOT/../shared/tools/container-check.sh}
+export W=${W:-/tmp/dockercheck/work}
+export TAG=${TAG:-localhost/nnctl:ci}
+[ "${NNCTL_CONTAINER:-}" = skip ] && skip "NNCTL_CONTAINER=skip"
+[ -f "$TOOL" ] || skip "no container tool at $TOOL (it comes with the shared/ folder beside the repository)"
+[ "$(id -u)" = 0 ] || skip "container-check.sh needs root (rootful podman); running as $(id -un)"
+command -v apt-get >/dev/null || command -v podman >/dev/null || skip "neither podman nor apt-get here"
+missing=()
+for p in podman runc debootstrap; do command -v "$p" >/dev/null || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing ${missing[*]} (apt)"
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; } \
+       > /tmp/nnctl-container-apt.log 2>&1; then
+    tail -5 /tmp/nnctl-container-apt.log
+    skip "could not install ${missing[*]} with apt (log: /tmp/nnctl-container-apt.log)"
+  fi
+fi
+
+# The host side: the nnctl of the active environment (CI activates its venv), else the repo's .venv.
+NNCTL=${NNCTL:-$(command -v nnctl || true)}
+[ -n "$NNCTL" ] || for c in "$ROOT/.ci-venv/bin/nnctl" "$ROOT/.venv/bin/nnctl"; do
+  [ -x "$c" ] && { NNCTL=$c; break; }
+done
+[ -n "$NNCTL" ] || { say "FAIL: no host nnctl (activate the project's venv or set NNCTL)"; exit 1; }
+HOSTPY=$(dirname "$NNCTL")/python
+
+CONFIG=${1:-}
+if [ -z "$CONFIG" ]; then
+  for c in configs/digits.yaml configs/iris.yaml configs/xor.yaml; do
+    [ -f "$c" ] && { CONFIG=$c; break; }
+  done
+fi
+if [ -n "$CONFIG" ]; then
+  [ -f "$CONFIG" ] || { say "FAIL: no such config: $CONFIG"; exit 1; }
+  # Exactly the README's command: `docker run --rm -v "$PWD/runs:/app/runs" nnctl train configs/digits.yaml`
+  RUN_ARGS=(train "$CONFIG")
+else
+  RUN_ARGS=(--help)
+  say "no shipped config yet: building the image and running --help only"
+fi
+
+# The image runs as uid 1000: the tool's mounted $W/runs must be writable by it, and empty (train
+# refuses a folder that already holds a checkpoint).
+mkdir -p "$W"
+rm -rf "$W/runs"
+mkdir -p "$W/runs"
+chown 1000:1000 "$W/runs"
+
+# ------------------------------------------------------------------------------------ build + run
+LOG=$W/nnctl-container.log
+say "bash $TOOL $ROOT ${RUN_ARGS[*]}   (image $TAG; log $LOG)"
+T0=$(date +%s)
+set +e
+bash "$TOOL" "$ROOT" "${RUN_ARGS[@]}" 2>&1 | tee "$LOG"
+rc=${PIPESTATUS[0]}
+set -e
+T1=$(date +%s)
+if [ "$rc" != 0 ]; then
+  if grep -q "^=== 6\. build" "$LOG"; then
+    say "FAIL: building or running the nnctl image failed (exit $rc; log $LOG)"
+    exit 1
+  fi
+  skip "container-check.sh could not prepare podman or the base image (exit $rc, before our build; log $LOG)"
+fi
+say "container-check.sh: $((T1 - T0)) s (build + --help + ${RUN_ARGS[*]})"
+
+# shellcheck disable=SC1091
+. "$W/env.sh"
+size=$(podman image inspect "$TAG" --format '{{.Size}}')
+base=$(podman image inspect localhost/python-base:latest --format '{{.Size}}' 2>/dev/null || echo 0)
+say "image $TAG: $((size / 1000000)) MB in all, $(((size - base) / 1000000)) MB on top of the base ($((base / 1000000)) MB stand-in for python:3.12-slim)"
+
+# Library versions and the BLAS the weights were computed with, on each side.
+VERSIONS_PY='
+import json, platform
+import numpy as np
+info = {"python": platform.python_version(), "machine": platform.machine(), "numpy": np.__version__}
+try:
+    blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+    info["blas_build"] = "%s %s" % (blas.get("name"), blas.get("version"))
+except Exception:
+    info["blas_build"] = "unknown"
+try:
+    from threadpoolctl import threadpool_info
+    info["blas_runtime"] = ", ".join(
+        "%s %s %s threads=%s" % (d.get("internal_api"), d.get("version"), d.get("architecture"), d.get("num_threads"))
+        for d in threadpool_info())
+except ImportError:
+    info["blas_runtime"] = "(threadpoolctl not installed)"
+print(json.dumps(info, sort_keys=True))
+'
+host_v=$(env OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$HOSTPY" -c "$VERSIONS_PY")
+cont_v=$(podman run --rm --pull=never --entrypoint python "$TAG" -c "$VERSIONS_PY")
+say "host:      $host_v"
+say "container: $cont_v"
+
+if [ "${RUN_ARGS[0]}" != train ]; then
+  say "OK (image built and ran --help; $(($(date +%s) - START)) s). No weights to compare until configs/ ships one."
+  exit 0
+fi
+
+# ------------------------------------------------------------------------------------ host run + compare
+cont_ckpt=$(find "$W/runs" -name last.npz | head -1)
+[ -n "$cont_ckpt" ] || { say "FAIL: the container wrote no last.npz under $W/runs"; ls -lR "$W/runs"; exit 1; }
+HOSTOUT=$(mktemp -d /tmp/nnctl-host.XXXXXX)
+trap 'rm -rf "$HOSTOUT"' EXIT
+say "host: $NNCTL ${RUN_ARGS[*]} --out $HOSTOUT/run (BLAS threads pinned to 1, as in the image)"
+T2=$(date +%s)
+env OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$NNCTL" "${RUN_ARGS[@]}" --out "$HOSTOUT/run" > "$HOSTOUT/train.log" 2>&1 \
+  || { tail -20 "$HOSTOUT/train.log"; say "FAIL: host training failed"; exit 1; }
+say "host training: $(($(date +%s) - T2)) s"
+
+set +e
+"$HOSTPY" - "$HOSTOUT/run/last.npz" "$cont_ckpt" "$host_v" "$cont_v" <<'EOF'
+import json
+import re
+import sys
+
+import numpy as np
+
+host_path, cont_path, host_v, cont_v = sys.argv[1:5]
+host_v, cont_v = json.loads(host_v), json.loads(cont_v)
+with np.load(host_path, allow_pickle=False) as h, np.load(cont_path, allow_pickle=False) as c:
+    keys = sorted(k for k in set(h.files) | set(c.files) if re.fullmatch(r"[Wb]\d+", k))
+    problems = []
+    for k in keys:
+        if k not in h.files or k not in c.files:
+            problems.append(f"{k}: only in {'host' if k in h.files else 'container'}")
+            continue
+        a, b = h[k], c[k]
+        if a.dtype != b.dtype or a.shape != b.shape:
+            problems.append(f"{k}: {a.dtype}{a.shape} vs {b.dtype}{b.shape}")
+        elif a.tobytes() != b.tobytes():
+            diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
+            problems.append(f"{k}: {np.count_nonzero(a != b)}/{a.size} values differ, max |diff| {diff.max():.3g}")
+    metas = {}
+    for side, z in (("host", h), ("container", c)):
+        meta = json.loads(str(z["meta"])) if "meta" in z.files else {}
+        metas[side] = {k: v for k, v in meta.items() if re.search(r"version|thread|blas|librar|python|numpy", k)}
+print(f"[container] compared {len(keys)} arrays ({', '.join(keys)})")
+for side in ("host", "container"):
+    print(f"[container] {side} checkpoint meta (versions/threads): {json.dumps(metas[side], sort_keys=True)}")
+if not keys:
+    print("[container] FAIL: no W*/b* arrays in the checkpoints")
+    sys.exit(1)
+if not problems:
+    print("[container] container vs host: identical weights")
+    sys.exit(0)
+print("[container] container vs host: weights DIFFER")
+for p in problems:
+    print(f"[container]   {p}")
+# Only the numerics-relevant parts: numpy and its BLAS build/kernel and CPU architecture (the
+# Python patch version does not change floating-point results).
+fields = ("numpy", "blas_build", "blas_runtime", "machine")
+differs = [f"{f}: host {host_v.get(f)} / container {cont_v.get(f)}" for f in fields if host_v.get(f) != cont_v.get(f)]
+if differs:
+    print("[container] explained (not a failure): the two sides run different numerics libraries:")
+    for d in differs:
+        print(f"[container]   {d}")
+    print("[container] identical weights are guaranteed only for the same numpy/BLAS build (docs/docker.md);")
+    print("[container] install the host with `pip install -c constraints.txt ...` to match the image.")
+    sys.exit(0)
+print("[container] FAIL: same numpy and BLAS on both sides, yet different weights: determinism is broken")
+sys.exit(1)
+EOF
+rc=$?
+set -e
+say "done in $(($(date +%s) - START)) s"
+exit $rc

@@ -1,0 +1,458 @@
+"""The YAML schema: Pydantic models, safe YAML reading, ``--set`` overrides and error rendering.
+
+Components (activations, costs, initializers, optimizers) are validated against their registries:
+each family's discriminated union is built from the registry, so a new component needs no edit here.
+Every problem becomes one ``ConfigError`` whose message names the key path (``model.layers[2].units``),
+the bad value and what is allowed, with a did-you-mean for misspelt keys and names.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    model_validator,
+)
+
+from nnctl.activations import ACTIVATIONS, AnyActivation
+from nnctl.costs import COSTS, BinaryCrossEntropy, CategoricalCrossEntropy, Quadratic
+from nnctl.errors import ConfigError
+from nnctl.initializers import INITIALIZERS, Auto, He, Xavier
+from nnctl.optimizers import OPTIMIZERS, SGD, Adam, AdamW, Momentum, RMSprop
+from nnctl.schedules import SCHEDULES, AnySchedule, Constant
+
+#: Refuse networks whose parameters, gradients and optimizer state alone would exceed this.
+MAX_PARAMETER_BYTES = 8 * 1024**3
+
+
+def _shorthand(value: Any) -> Any:
+    """Let YAML write ``activation: relu`` for ``activation: {name: relu}``."""
+    return {"name": value} if isinstance(value, str) else value
+
+
+AnyCost = Annotated[
+    Quadratic | CategoricalCrossEntropy | BinaryCrossEntropy,
+    Field(discriminator="name"),
+    BeforeValidator(_shorthand),
+]
+AnyInitializer = Annotated[Auto | He | Xavier, Field(discriminator="name"), BeforeValidator(_shorthand)]
+AnyOptimizer = Annotated[
+    SGD | Momentum | Adam | AdamW | RMSprop, Field(discriminator="name"), BeforeValidator(_shorthand)
+]
+ActivationSpec = Annotated[AnyActivation, BeforeValidator(_shorthand)]
+ScheduleSpec = Annotated[AnySchedule, BeforeValidator(_shorthand)]
+
+REGISTRIES: dict[str, dict[str, type]] = {
+    "activation": ACTIVATIONS,
+    "cost": COSTS,
+    "initializer": INITIALIZERS,
+    "optimizer": OPTIMIZERS,
+    "schedule": SCHEDULES,
+}
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors; inf/NaN are refused everywhere; models are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class DataConfig(Strict):
+    path: str = Field(
+        description="CSV (header row), .npz (arrays x, y) or builtin:NAME; relative to the config"
+    )
+    target: str | list[str] | None = Field(None, description="target column(s); default: the last column")
+    validation: float = Field(0.15, ge=0.0, lt=1.0, description="fraction held out for validation")
+    test: float = Field(0.15, ge=0.0, lt=1.0, description="fraction held out for test")
+    normalize: Literal["none", "standard", "minmax"] = "standard"
+    shuffle: bool = Field(True, description="reshuffle minibatches every epoch")
+    task: Literal["auto", "classification", "multilabel", "regression"] = "auto"
+
+    @model_validator(mode="after")
+    def _splits_leave_training_rows(self) -> DataConfig:
+        if self.validation + self.test >= 1.0:
+            raise ValueError(
+                f"validation + test = {self.validation + self.test:g} leaves no training rows; "
+                "keep their sum below 1"
+            )
+        return self
+
+
+class LayerConfig(Strict):
+    units: PositiveInt
+    activation: ActivationSpec
+    initializer: AnyInitializer | None = Field(None, description="overrides model.initializer")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="inverted dropout on this layer's output")
+
+
+class ModelConfig(Strict):
+    initializer: AnyInitializer = Field(default_factory=Auto)
+    layers: list[LayerConfig] = Field(min_length=1)
+
+
+class EarlyStoppingConfig(Strict):
+    monitor: str = "val_loss"
+    patience: PositiveInt = 10
+    min_delta: NonNegativeFloat = 0.0
+    mode: Literal["auto", "min", "max"] = "auto"
+
+
+class TrainingConfig(Strict):
+    epochs: PositiveInt
+    batch_size: PositiveInt = 32
+    learning_rate: PositiveFloat
+    optimizer: AnyOptimizer = Field(default_factory=SGD)
+    schedule: ScheduleSpec = Field(default_factory=Constant)
+    weight_decay: NonNegativeFloat = Field(0.0, description="L2 penalty on weights (not biases)")
+    clip_norm: PositiveFloat | None = Field(None, description="clip the global gradient norm")
+    early_stopping: EarlyStoppingConfig | None = None
+    deterministic: bool = Field(False, description="pin BLAS to one thread for bit-identical results")
+    trace: bool = Field(False, description="per-layer diagnostics in history.csv")
+
+
+class Config(Strict):
+    name: str | None = Field(None, description="run name; default: the config file's stem")
+    seed: int = 0
+    dtype: Literal["float32", "float64"] = "float32"
+    data: DataConfig
+    model: ModelConfig
+    cost: AnyCost
+    training: TrainingConfig
+
+    @model_validator(mode="after")
+    def _output_fits_cost(self) -> Config:
+        layers = self.model.layers
+        output = layers[-1]
+        check = self.cost.check_output(output.activation)
+        if check.error:
+            raise ValueError(f"cost: {check.error}")
+        if output.dropout:
+            raise ValueError(f"model.layers[{len(layers) - 1}].dropout: the output layer takes no dropout")
+        if output.activation.name == "softmax" and output.units == 1:
+            raise ValueError(
+                f"model.layers[{len(layers) - 1}]: softmax over 1 unit is always 1; "
+                "use 2+ units, or one logistic unit with bce"
+            )
+        return self
+
+    def warnings(self) -> list[str]:
+        """Legal but suspicious choices, shown before training."""
+        check = self.cost.check_output(self.model.layers[-1].activation)
+        return [check.warning] if check.warning else []
+
+
+# ---------------------------------------------------------------------------------------------
+# YAML reading: safe loader only, duplicate keys refused, 1e-3 read as a number.
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys and reads ``1e-3`` (YAML 1.1: a string) as a float."""
+
+
+_FLOAT = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+][0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+_Loader.yaml_implicit_resolvers = {
+    key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:float"]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+
+
+def _mapping_without_duplicates(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"duplicate key {key!r} (first on line {seen[key] + 1})",
+                key_node.start_mark,
+            )
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """Parse YAML with the safe loader; errors name the file, line and column."""
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        problem = exc.problem or exc.context or "invalid YAML"
+        if "could not determine a constructor" in problem:
+            problem = f"{problem}; nnctl configs are plain YAML and never run code"
+        raise ConfigError(f"{where}: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: invalid YAML: {exc}") from None
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read a config file into a plain mapping (not yet validated)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: no such config file", hint="check the path, or run `nnctl init`"
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config: {exc}") from None
+    raw = parse_yaml(text, str(path))
+    if raw is None:
+        raise ConfigError(f"{path}: the config is empty", hint="run `nnctl init` for a starter config")
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{path}: the config must be a mapping of keys (name, data, model, cost, training), "
+            f"not a {type(raw).__name__}"
+        )
+    return raw
+
+
+# ---------------------------------------------------------------------------------------------
+# --set KEY.PATH=VALUE
+
+_PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def parse_key_path(path: str) -> list[str | int]:
+    """``model.layers[0].units`` -> ['model', 'layers', 0, 'units']."""
+    parts: list[str | int] = []
+    position = 0
+    for match in _PATH_PART.finditer(path):
+        gap = path[position : match.start()]
+        if gap not in ("", "."):
+            break
+        parts.append(match.group(1) if match.group(1) is not None else int(match.group(2)))
+        position = match.end()
+    if not parts or position != len(path):
+        raise ConfigError(
+            f"--set {path!r}: not a key path", hint="write KEY.PATH=VALUE, e.g. model.layers[0].units=32"
+        )
+    return parts
+
+
+def format_key_path(parts: list[str | int] | tuple[str | int, ...]) -> str:
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def apply_override(raw: dict[str, Any], assignment: str) -> None:
+    """Apply one ``KEY.PATH=VALUE`` (VALUE parsed as YAML) to the raw config mapping."""
+    key, sep, value_text = assignment.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {assignment!r}: expected KEY.PATH=VALUE, e.g. training.learning_rate=0.05")
+    parts = parse_key_path(key.strip())
+    value = parse_yaml(value_text, f"--set {key}") if value_text.strip() else None
+    node: Any = raw
+    for depth, part in enumerate(parts[:-1]):
+        node = _descend(node, part, parts[: depth + 1], parts[depth + 1])
+    last = parts[-1]
+    if isinstance(last, int):
+        if not isinstance(node, list) or last >= len(node):
+            raise ConfigError(f"--set {key}: index {last} is out of range")
+        node[last] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise ConfigError(f"--set {key}: {format_key_path(parts[:-1])} is not a mapping")
+
+
+def _descend(node: Any, part: str | int, path: list[str | int], next_part: str | int) -> Any:
+    where = format_key_path(path)
+    if isinstance(part, int):
+        if not isinstance(node, list) or part >= len(node):
+            size = len(node) if isinstance(node, list) else 0
+            raise ConfigError(f"--set {where}: index {part} is out of range (the list has {size} items)")
+        child = node[part]
+        if isinstance(child, str) and isinstance(next_part, str):  # "relu" -> {name: relu}
+            child = node[part] = {"name": child}
+        return child
+    if not isinstance(node, dict):
+        raise ConfigError(f"--set {where}: {format_key_path(path[:-1]) or 'the config'} is not a mapping")
+    child = node.get(part)
+    if child is None:
+        child = node[part] = [] if isinstance(next_part, int) else {}
+    elif isinstance(child, str) and isinstance(next_part, str):  # activation: elu -> {name: elu}
+        child = node[part] = {"name": child}
+    return child
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation and error rendering
+
+
+def load_config(path: Path | str, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read, override and validate a config file; ``name`` defaults to the file's stem."""
+    path = Path(path)
+    raw = read_config_file(path)
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    raw.setdefault("name", path.stem)
+    return validate_config(raw, str(path))
+
+
+def validate_config(raw: dict[str, Any], source: str) -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(render_validation_error(exc, raw, source)) from None
+
+
+def render_validation_error(exc: ValidationError, raw: Any, source: str) -> str:
+    lines = [f"{source}: invalid config ({exc.error_count()} problem{'s' * (exc.error_count() > 1)})"]
+    seen = set()
+    for error in exc.errors(include_url=False):
+        line = "  " + describe_error(error, raw)
+        if line not in seen:
+            seen.add(line)
+            lines.append(line)
+    return "\n".join(lines)
+
+
+def describe_error(error: dict[str, Any], raw: Any) -> str:
+    """One line: key path, what is wrong with the value, and what is allowed."""
+    loc = _user_path(error["loc"], raw)
+    where = format_key_path(loc) or "config"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{where}: unknown key{_did_you_mean(str(loc[-1]), _known_keys(loc[:-1], raw))}"
+    if kind == "missing":
+        return f"{where}: required key is missing"
+    if kind == "union_tag_invalid":
+        family = _family(loc)
+        tag = error["ctx"]["tag"]
+        names = list(REGISTRIES.get(family, {})) or [
+            t.strip("' ") for t in error["ctx"]["expected_tags"].split(",")
+        ]
+        hint = _did_you_mean(str(tag), names)
+        return f"{where}: unknown {family or 'name'} {tag!r}{hint} (choose one of: {', '.join(names)})"
+    if kind == "union_tag_not_found":
+        return f"{where}: needs a name (e.g. {{name: ...}})"
+    if kind == "value_error":
+        message = str(error["ctx"]["error"]) if "ctx" in error else error["msg"]
+        if re.match(r"^[\w.\[\]]+: ", message):  # the validator already named the key
+            return message
+        return f"{where}: {message}"
+    value = error.get("input")
+    shown = repr(value) if not isinstance(value, dict | list) else type(value).__name__
+    return f"{where} = {shown}: {error['msg'][0].lower()}{error['msg'][1:]}"
+
+
+def _user_path(loc: tuple[Any, ...], raw: Any) -> list[str | int]:
+    """Drop pydantic's union-tag segments (``activation.elu.alpha`` -> ``activation.alpha``)."""
+    path: list[str | int] = []
+    node = raw
+    for part in loc:
+        if isinstance(node, dict) and isinstance(part, str) and part not in node and path:
+            family = _family(path)
+            if family and part in REGISTRIES.get(family, {}):
+                continue
+        path.append(part)
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return path
+
+
+def _family(loc: list[Any] | tuple[Any, ...]) -> str | None:
+    for part in reversed(loc):
+        if isinstance(part, str):
+            return part if part in REGISTRIES else None
+    return None
+
+
+def _known_keys(parent: list[Any] | tuple[Any, ...], raw: Any) -> list[str]:
+    """Valid keys at a location, found by walking the models along the path."""
+    model: Any = Config
+    node = raw
+    for part in parent:
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if isinstance(model, type) else None
+        if field is None:
+            return []
+        model = _model_in(field.annotation, part, node)
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return []
+
+
+def _model_in(annotation: Any, key: str, node: Any) -> Any:
+    """The BaseModel class an annotation refers to (following lists, optionals and registries)."""
+    if key in REGISTRIES:
+        name = node.get("name") if isinstance(node, dict) else node
+        return REGISTRIES[key].get(name)
+    for candidate in getattr(annotation, "__args__", ()) or ():
+        found = _model_in(candidate, key, node)
+        if found is not None:
+            return found
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
+
+
+def _did_you_mean(word: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.5)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    return f"; valid keys: {', '.join(options)}" if options else ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Cross-checks that need the data's width
+
+
+def check_parameter_budget(config: Config, input_units: int) -> None:
+    """Refuse absurd sizes before allocating: parameters, gradients and optimizer state."""
+    itemsize = 4 if config.dtype == "float32" else 8
+    units = [input_units, *(layer.units for layer in config.model.layers)]
+    parameters = sum(units[i] * units[i + 1] + units[i + 1] for i in range(len(units) - 1))
+    copies = 2 + len(config.training.optimizer.slots)  # weights, gradients, optimizer slots
+    needed = parameters * itemsize * copies
+    if needed > MAX_PARAMETER_BYTES:
+        raise ConfigError(
+            f"model.layers: {parameters:,} parameters need about {_human_bytes(needed)} "
+            f"(weights, gradients and optimizer state), over the {_human_bytes(MAX_PARAMETER_BYTES)} limit",
+            hint="use fewer units per layer",
+        )
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover

@@ -1,0 +1,91 @@
+"""Evaluation metrics: accuracy, confusion matrix, precision/recall/F1; MSE, MAE, R^2.
+
+Pure functions of predictions and targets; the encoded targets ``T`` are the network's (0/1
+one-hot, 0/1 per label, or raw values for regression).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+Array = np.ndarray
+
+
+def predicted_classes(outputs: Array) -> Array:
+    """Class index per row: argmax over one-hot outputs, or output >= 0.5 for one binary unit."""
+    if outputs.shape[1] == 1:
+        return (outputs[:, 0] >= 0.5).astype(np.int64)
+    return outputs.argmax(axis=1)
+
+
+def target_classes(T: Array) -> Array:
+    return (T[:, 0] >= 0.5).astype(np.int64) if T.shape[1] == 1 else T.argmax(axis=1)
+
+
+def confusion_matrix(true: Array, pred: Array, n_classes: int) -> Array:
+    """Counts, rows = true class, columns = predicted class."""
+    matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(matrix, (true, pred), 1)
+    return matrix
+
+
+def precision_recall_f1(matrix: Array) -> dict[str, Array]:
+    """Per class, from a confusion matrix; 0 where a class was never predicted/present."""
+    tp = np.diag(matrix).astype(np.float64)
+    predicted = matrix.sum(axis=0)
+    actual = matrix.sum(axis=1)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
+    total = precision + recall
+    f1 = np.divide(2 * precision * recall, total, out=np.zeros_like(tp), where=total > 0)
+    return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def classification_metrics(outputs: Array, T: Array, n_classes: int) -> dict[str, object]:
+    true, pred = target_classes(T), predicted_classes(outputs)
+    matrix = confusion_matrix(true, pred, n_classes)
+    scores = precision_recall_f1(matrix)
+    return {
+        "accuracy": float(np.mean(true == pred)),
+        "confusion_matrix": matrix.tolist(),
+        "precision": scores["precision"].tolist(),
+        "recall": scores["recall"].tolist(),
+        "f1": scores["f1"].tolist(),
+        "macro_precision": float(scores["precision"].mean()),
+        "macro_recall": float(scores["recall"].mean()),
+        "macro_f1": float(scores["f1"].mean()),
+    }
+
+
+def multilabel_metrics(outputs: Array, T: Array) -> dict[str, object]:
+    per_label = np.mean((outputs >= 0.5) == (T >= 0.5), axis=0)
+    return {"accuracy": float(per_label.mean()), "label_accuracy": per_label.tolist()}
+
+
+def regression_metrics(outputs: Array, T: Array) -> dict[str, object]:
+    """MSE and MAE over all outputs; R^2 per output, averaged uniformly."""
+    outputs, T = outputs.astype(np.float64), T.astype(np.float64)
+    error = outputs - T
+    ss_res = np.sum(error**2, axis=0)
+    ss_tot = np.sum((T - T.mean(axis=0)) ** 2, axis=0)
+    # A constant target is predicted perfectly (R^2 = 1) or not at all (0), as scikit-learn does.
+    r2 = np.where(ss_tot > 0, 1.0 - ss_res / np.where(ss_tot > 0, ss_tot, 1.0), (ss_res == 0).astype(float))
+    return {
+        "mse": float(np.mean(error**2)),
+        "mae": float(np.mean(np.abs(error))),
+        "r2": float(np.mean(r2)),
+        "r2_per_output": r2.tolist(),
+    }
+
+
+def task_metrics(task: str, outputs: Array, T: Array, n_classes: int | None) -> dict[str, object]:
+    if task == "classification":
+        return classification_metrics(outputs, T, n_classes or max(outputs.shape[1], 2))
+    if task == "multilabel":
+        return multilabel_metrics(outputs, T)
+    return regression_metrics(outputs, T)
+
+
+def headline_metric(task: str) -> str:
+    """The one number shown per epoch beside the loss."""
+    return "r2" if task == "regression" else "accuracy"

@@ -1,0 +1,148 @@
+"""The run folder: ``last.npz``, ``best.npz``, ``history.csv`` and the resolved ``config.yaml``.
+
+``RunWriter`` is a training callback; every file is replaced atomically, so an interrupted or failed
+run leaves the previous version of each file whole.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nnctl.checkpoint import Checkpoint, save_checkpoint
+from nnctl.errors import NnctlError
+from nnctl.files import atomic_write_text
+from nnctl.training import Callback, Trainer, make_checkpoint
+
+CHECKPOINT_FILES = ("last.npz", "best.npz")
+
+
+class RunFolder:
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+
+    @property
+    def last(self) -> Path:
+        return self.path / "last.npz"
+
+    @property
+    def best(self) -> Path:
+        return self.path / "best.npz"
+
+    @property
+    def history(self) -> Path:
+        return self.path / "history.csv"
+
+    @property
+    def config(self) -> Path:
+        return self.path / "config.yaml"
+
+    def has_checkpoint(self) -> bool:
+        return any((self.path / name).exists() for name in CHECKPOINT_FILES)
+
+    def ensure_writable(self) -> None:
+        if self.path.exists() and not self.path.is_dir():
+            raise NnctlError(f"{self.path}: exists and is not a folder", hint="choose another --out")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise NnctlError(f"cannot create the run folder {self.path}: {exc.strerror}") from None
+
+    def read_history(self, up_to_epoch: int) -> list[dict[str, Any]]:
+        """Rows of an existing history.csv for epochs <= ``up_to_epoch`` (for resume)."""
+        if not self.history.exists():
+            return []
+        with self.history.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        kept = []
+        for row in rows:
+            try:
+                if int(row.get("epoch", "")) <= up_to_epoch:
+                    kept.append(row)
+            except ValueError:
+                continue
+        return kept
+
+
+def history_csv(rows: list[dict[str, Any]]) -> str:
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(key for key in row if key not in columns)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: _cell(row.get(key, "")) for key in columns})
+    return buffer.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    return repr(value) if isinstance(value, float) else value
+
+
+class RunWriter(Callback):
+    """Writes the run folder as training goes: checkpoints, history, resolved config.
+
+    Short epochs would spend their time in fsync, so files are flushed at most every
+    ``flush_seconds``, and always after the final epoch, on an interrupt and on a failure
+    (where ``last.npz`` is the last epoch that finished with finite weights).
+    """
+
+    def __init__(
+        self, folder: RunFolder, earlier_rows: list[dict[str, Any]] | None = None, flush_seconds: float = 5.0
+    ) -> None:
+        self.folder = folder
+        self.rows: list[dict[str, Any]] = list(earlier_rows or [])
+        self.written: list[Path] = []
+        self.flush_seconds = flush_seconds
+        self.pending_last: Checkpoint | None = None
+        self.pending_best: Checkpoint | None = None
+        self.last_flush = time.monotonic()
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        resolved = trainer.config.model_dump(mode="json")
+        atomic_write_text(self.folder.config, yaml.safe_dump(resolved, sort_keys=False))
+        self._note(self.folder.config)
+
+    def on_epoch_end(self, trainer: Trainer, record: dict[str, Any], improved: bool) -> None:
+        checkpoint = make_checkpoint(trainer, metrics=record)
+        self.pending_last = checkpoint
+        best_is_last = trainer.prepared.validation is None and trainer.config.training.early_stopping is None
+        if improved or best_is_last:
+            self.pending_best = checkpoint
+        self.rows.append(record)
+        finished = trainer.loop.epoch >= trainer.config.training.epochs or trainer.loop.stopped_early
+        if finished or time.monotonic() - self.last_flush >= self.flush_seconds:
+            self.flush()
+
+    def on_interrupt(self, trainer: Trainer) -> None:
+        self.flush()
+        self._save(self.folder.last, make_checkpoint(trainer))
+
+    def on_failure(self, trainer: Trainer) -> None:
+        self.flush()
+
+    def flush(self) -> None:
+        """Write what is pending: last.npz, best.npz, history.csv."""
+        if self.pending_best is not None:
+            self._save(self.folder.best, self.pending_best)
+        if self.pending_last is not None:
+            self._save(self.folder.last, self.pending_last)
+        if self.pending_last is not None or self.pending_best is not None:
+            atomic_write_text(self.folder.history, history_csv(self.rows))
+            self._note(self.folder.history)
+        self.pending_last = self.pending_best = None
+        self.last_flush = time.monotonic()
+
+    def _save(self, path: Path, checkpoint: Checkpoint) -> None:
+        save_checkpoint(path, checkpoint)
+        self._note(path)
+
+    def _note(self, path: Path) -> None:
+        if path not in self.written:
+            self.written.append(path)

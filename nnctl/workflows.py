@@ -1,0 +1,362 @@
+"""What each command does, without the terminal: plan and run training, evaluate, predict.
+
+The CLI parses arguments, calls these functions and renders their results; they raise
+``NnctlError`` subclasses for bad input and never print.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nnctl.checkpoint import Checkpoint, load_checkpoint
+from nnctl.config import Config, apply_override, load_config, validate_config
+from nnctl.data import Normalizer, TargetEncoder, load_table
+from nnctl.errors import CheckpointError, ConfigError, DataError, NnctlError
+from nnctl.runs import RunFolder, RunWriter
+from nnctl.training import (
+    Callback,
+    Prepared,
+    Split,
+    Trainer,
+    build_network,
+    evaluate,
+    network_from_checkpoint,
+    prepare,
+    trainer_from_checkpoint,
+)
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+@dataclass
+class TrainPlan:
+    config: Config
+    config_dir: Path | None
+    folder: RunFolder
+    resume: Checkpoint | None = None
+    init_from: Checkpoint | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TrainResult:
+    folder: RunFolder
+    history: list[dict[str, Any]]
+    best_epoch: int
+    best_value: float | None
+    monitor: str
+    stopped_early: bool
+    test_metrics: dict[str, Any] | None
+    written: list[Path]
+    task: str
+
+
+def plan_training(
+    config_path: Path | None,
+    overrides: Sequence[str] = (),
+    *,
+    out: Path | None = None,
+    resume: Path | None = None,
+    force: bool = False,
+    init_from: Path | None = None,
+    deterministic: bool = False,
+) -> TrainPlan:
+    """Validate everything that can be checked before data is read; decide the run folder."""
+    if resume is not None and init_from is not None:
+        raise NnctlError(
+            "--resume and --init-from exclude each other",
+            hint="--resume continues a run; --init-from starts a new one from its weights",
+        )
+    if resume is not None:
+        checkpoint = load_checkpoint(resume)
+        config = resumed_config(checkpoint, config_path, overrides)
+        folder = RunFolder(out if out is not None else resume.parent)
+        if (
+            out is not None
+            and folder.path.resolve() != resume.parent.resolve()
+            and folder.has_checkpoint()
+            and not force
+        ):
+            raise _folder_taken(folder)
+        config_dir = None
+    else:
+        if config_path is None:
+            raise NnctlError("missing CONFIG", hint="nnctl train CONFIG (or --resume CHECKPOINT)")
+        config = load_config(config_path, overrides)
+        config_dir = config_path.parent
+        folder = RunFolder(out if out is not None else Path("runs") / (config.name or config_path.stem))
+        if folder.has_checkpoint() and not force:
+            raise _folder_taken(folder)
+        checkpoint = None
+    if deterministic and not config.training.deterministic:
+        config = config.model_copy(
+            update={"training": config.training.model_copy(update={"deterministic": True})}
+        )
+    return TrainPlan(
+        config,
+        config_dir,
+        folder,
+        resume=checkpoint,
+        init_from=load_checkpoint(init_from) if init_from is not None else None,
+        warnings=config.warnings(),
+    )
+
+
+def _folder_taken(folder: RunFolder) -> NnctlError:
+    return NnctlError(
+        f"{folder.path} already holds a checkpoint",
+        hint="pass --force to overwrite it, --resume to continue it, or --out to train elsewhere",
+    )
+
+
+def resumed_config(checkpoint: Checkpoint, config_path: Path | None, overrides: Sequence[str]) -> Config:
+    """The checkpoint's own config; only ``training.epochs`` may change (to extend the run)."""
+    stored = checkpoint.config.model_dump(mode="json")
+    if config_path is not None:
+        wanted = load_config(config_path).model_dump(mode="json")
+        wanted["name"] = stored["name"]
+    else:
+        wanted = checkpoint.config.model_dump(mode="json")
+    for assignment in overrides:
+        apply_override(wanted, assignment)
+    config = validate_config(wanted, "--resume")
+    changed = _differences(stored, config.model_dump(mode="json"))
+    changed.discard("training.epochs")
+    if changed:
+        raise ConfigError(
+            f"--resume keeps the checkpoint's config, but these keys differ: {', '.join(sorted(changed))}",
+            hint="only training.epochs may change when resuming; to train with other settings, "
+            "start a new run (optionally with --init-from CHECKPOINT)",
+        )
+    return config
+
+
+def _differences(a: Any, b: Any, prefix: str = "") -> set[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = set(a) | set(b)
+        return set().union(
+            *(_differences(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else k) for k in keys)
+        )
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return set().union(
+            set(), *(_differences(x, y, f"{prefix}[{i}]") for i, (x, y) in enumerate(zip(a, b, strict=False)))
+        )
+    return set() if a == b else {prefix}
+
+
+def prepare_for_plan(plan: TrainPlan) -> Prepared:
+    """Read the data (from the checkpoint's recorded location when resuming) and check it fits."""
+    if plan.resume is None:
+        return prepare(plan.config, plan.config_dir)
+    checkpoint = plan.resume
+    config = plan.config.model_copy(
+        update={"data": plan.config.data.model_copy(update={"path": locate_data(checkpoint)})}
+    )
+    prepared = prepare(config, None)
+    prepared.config = plan.config
+    if not (
+        np.array_equal(prepared.normalizer.shift, checkpoint.norm_shift)
+        and np.array_equal(prepared.normalizer.scale, checkpoint.norm_scale)
+        and prepared.feature_names == checkpoint.feature_names
+    ):
+        raise DataError(
+            f"{prepared.source}: the data differ from those the checkpoint was trained on",
+            hint="resume needs the same data file; start a new run for new data",
+        )
+    return prepared
+
+
+def locate_data(checkpoint: Checkpoint) -> str:
+    """Where the checkpoint's training data are now: its recorded path, else the path as configured."""
+    recorded = checkpoint.meta.get("data_path") or checkpoint.config.data.path
+    if recorded.startswith("builtin:") or Path(recorded).exists():
+        return recorded
+    written = checkpoint.config.data.path
+    if Path(written).exists():
+        return written
+    raise DataError(
+        f"the checkpoint's data file {recorded} is not there any more",
+        hint="pass the data explicitly (nnctl eval CHECKPOINT --data FILE)",
+    )
+
+
+def run_training(
+    plan: TrainPlan, prepared: Prepared, callbacks: Sequence[Callback] = ()
+) -> tuple[Trainer, RunWriter]:
+    """Build the trainer (fresh, resumed or fine-tuned) with a RunWriter first among the callbacks."""
+    plan.folder.ensure_writable()
+    earlier = plan.folder.read_history(plan.resume.epoch) if plan.resume is not None else []
+    if plan.resume is not None and not earlier and plan.resume.path is not None:
+        earlier = RunFolder(plan.resume.path.parent).read_history(plan.resume.epoch)
+    writer = RunWriter(plan.folder, earlier)
+    all_callbacks = [writer, *callbacks]
+    if plan.resume is not None:
+        best = _load_best(plan.resume)
+        trainer = trainer_from_checkpoint(plan.resume, prepared, all_callbacks, best)
+        trainer.config = plan.config
+        trainer.prepared.config = plan.config
+    else:
+        net = build_network(plan.config, prepared.train.x.shape[1])
+        if plan.init_from is not None:
+            copy_weights(plan.init_from, net)
+        trainer = Trainer(prepared, net, callbacks=all_callbacks)
+    return trainer, writer
+
+
+def _load_best(checkpoint: Checkpoint) -> Checkpoint | None:
+    if checkpoint.path is None:
+        return None
+    best = checkpoint.path.parent / "best.npz"
+    if not best.exists() or best.resolve() == checkpoint.path.resolve():
+        return checkpoint if best.exists() else None
+    with contextlib.suppress(CheckpointError):
+        return load_checkpoint(best)
+    return None
+
+
+def copy_weights(source: Checkpoint, net: Any) -> None:
+    """Fine-tuning: take the weights only, after checking every shape fits."""
+    if len(source.weights) != len(net.layers):
+        raise CheckpointError(
+            f"{source.path}: has {len(source.weights)} layers, the config builds {len(net.layers)}",
+            hint="--init-from needs the same architecture",
+        )
+    for index, (layer, W, b) in enumerate(
+        zip(net.layers, source.weights, source.biases, strict=True), start=1
+    ):
+        if W.shape != layer.W.shape:
+            raise CheckpointError(
+                f"{source.path}: W{index} has shape {W.shape}, "
+                f"but layer {index} of this config needs {layer.W.shape}",
+                hint="--init-from needs the same layer sizes and input features",
+            )
+        layer.W[...] = W
+        layer.b[...] = b
+
+
+@contextlib.contextmanager
+def blas_threads(deterministic: bool) -> Iterator[None]:
+    """Pin BLAS to one thread for bit-reproducible results (threadpoolctl), else leave it."""
+    if not deterministic:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        yield
+
+
+def finish_training(trainer: Trainer, writer: RunWriter) -> TrainResult:
+    """Evaluate the best weights on the test split and collect what the summary shows."""
+    prepared = trainer.prepared
+    test_metrics = None
+    if prepared.test is not None:
+        best = load_checkpoint(writer.folder.best) if writer.folder.best.exists() else None
+        net = network_from_checkpoint(best) if best is not None else trainer.net
+        test_metrics = evaluate(net, prepared.test, prepared.task, trainer.n_classes)
+    return TrainResult(
+        folder=writer.folder,
+        history=writer.rows,
+        best_epoch=trainer.loop.best_epoch,
+        best_value=trainer.loop.best_value,
+        monitor=trainer.monitor,
+        stopped_early=trainer.loop.stopped_early,
+        test_metrics=test_metrics,
+        written=writer.written,
+        task=prepared.task,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation and prediction
+
+
+def encoder_of(checkpoint: Checkpoint) -> TargetEncoder:
+    units = checkpoint.config.model.layers[-1].units
+    return TargetEncoder(task=checkpoint.meta["task"], classes=checkpoint.classes, output_units=units)
+
+
+def normalizer_of(checkpoint: Checkpoint) -> Normalizer:
+    return Normalizer(checkpoint.config.data.normalize, checkpoint.norm_shift, checkpoint.norm_scale)
+
+
+def checkpoint_split(checkpoint: Checkpoint, data: Path | None) -> tuple[Split, str]:
+    """The rows to evaluate: FILE's rows, or the checkpoint's own test split."""
+    if data is None:
+        config = checkpoint.config
+        located = config.model_copy(
+            update={"data": config.data.model_copy(update={"path": locate_data(checkpoint)})}
+        )
+        prepared = prepare(located, None)
+        if prepared.test is None:
+            raise NnctlError(
+                f"{checkpoint.path}: its config holds out no test split (data.test = 0)",
+                hint="pass rows to evaluate with --data FILE",
+            )
+        return prepared.test, f"test split of {prepared.source}"
+    table = load_table(data, checkpoint.target_names, feature_names=checkpoint.feature_names)
+    encoder = encoder_of(checkpoint)
+    dtype = np.dtype(checkpoint.config.dtype)
+    x = normalizer_of(checkpoint).apply(table.x, dtype)
+    t = encoder.encode(table.y, source=table.source).astype(dtype)
+    return Split(x, t), str(data)
+
+
+def evaluate_checkpoint(path: Path, data: Path | None = None) -> dict[str, Any]:
+    checkpoint = load_checkpoint(path)
+    split, source = checkpoint_split(checkpoint, data)
+    net = network_from_checkpoint(checkpoint)
+    task = checkpoint.meta["task"]
+    metrics = evaluate(net, split, task, len(checkpoint.classes) if checkpoint.classes else None)
+    return {"checkpoint": str(path), "data": source, "task": task, "classes": checkpoint.classes, **metrics}
+
+
+def predict_table(path: Path, input_path: Path) -> tuple[list[str], list[list[Any]]]:
+    """Header and rows of predictions for INPUT: labels (or values) plus per-class probabilities."""
+    checkpoint = load_checkpoint(path)
+    table = load_table(
+        input_path, checkpoint.target_names, feature_names=checkpoint.feature_names, require_target=False
+    )
+    net = network_from_checkpoint(checkpoint)
+    x = normalizer_of(checkpoint).apply(table.x, np.dtype(checkpoint.config.dtype))
+    outputs = net.forward(x).astype(np.float64)
+    return prediction_rows(encoder_of(checkpoint), checkpoint.target_names, outputs)
+
+
+def prediction_rows(
+    encoder: TargetEncoder, target_names: list[str], outputs: np.ndarray
+) -> tuple[list[str], list[list[Any]]]:
+    decoded = encoder.decode(outputs)
+    if encoder.task == "classification":
+        classes = encoder.classes or []
+        probabilities = (
+            np.column_stack([1.0 - outputs[:, 0], outputs[:, 0]]) if outputs.shape[1] == 1 else outputs
+        )
+        header = [target_names[0] if target_names else "label", *(f"p_{c}" for c in classes)]
+        rows = [[str(label), *map(_num, probs)] for label, probs in zip(decoded, probabilities, strict=True)]
+        return header, rows
+    if encoder.task == "multilabel":
+        header = [*target_names, *(f"p_{name}" for name in target_names)]
+        return header, [
+            [*map(int, labels), *map(_num, probs)] for labels, probs in zip(decoded, outputs, strict=True)
+        ]
+    return list(target_names), [[*map(_num, values)] for values in outputs]
+
+
+def _num(value: float) -> str:
+    return f"{float(value):.6g}"
+
+
+def check_summary(config_path: Path, overrides: Sequence[str] = ()) -> tuple[Config, Prepared, Any]:
+    """Validate a config against its data and build (but not train) its network."""
+    config = load_config(config_path, overrides)
+    prepared = prepare(config, config_path.parent)
+    net = build_network(config, prepared.train.x.shape[1])
+    return config, prepared, net
