@@ -32,11 +32,13 @@ ENV VIRTUAL_ENV=/opt/nnctl \
     OPENBLAS_CORETYPE=Haswell \
     NPY_DISABLE_CPU_FEATURES="X86_V4 AVX512_ICL AVX512_SPR"
 
-# 1. Dependencies, exactly as locked (binary wheels only: no compiler needed, none left behind).
+# 1. Dependencies, exactly as locked and nothing else (--no-deps: a package missing from the lock is
+#    not quietly resolved to whatever is newest; step 3's `pip check` reports it). Binary wheels only:
+#    no compiler needed, none left behind.
 #    This layer depends on constraints.txt alone, so editing the source does not redo it.
 COPY constraints.txt /tmp/constraints.txt
 RUN python3 -m venv "$VIRTUAL_ENV" \
- && python -m pip install --quiet --only-binary=:all: --requirement /tmp/constraints.txt \
+ && python -m pip install --quiet --no-deps --only-binary=:all: --requirement /tmp/constraints.txt \
  && rm /tmp/constraints.txt
 
 # 2. A non-root user (uid 1000, the usual first desktop user, so a bind-mounted ./runs is writable)

@@ -113,7 +113,7 @@ say "image $TAG: $((size / 1000000)) MB in all, $(((size - base) / 1000000)) MB 
 
 # Library versions and the BLAS the weights were computed with, on each side.
 VERSIONS_PY='
-import json, platform
+import ctypes, glob, json, os, platform
 import numpy as np
 info = {"python": platform.python_version(), "machine": platform.machine(), "numpy": np.__version__}
 try:
@@ -121,16 +121,27 @@ try:
     info["blas_build"] = "%s %s" % (blas.get("name"), blas.get("version"))
 except Exception:
     info["blas_build"] = "unknown"
-try:
-    from threadpoolctl import threadpool_info
-    info["blas_runtime"] = ", ".join(
-        "%s %s %s threads=%s" % (d.get("internal_api"), d.get("version"), d.get("architecture"), d.get("num_threads"))
-        for d in threadpool_info())
-except ImportError:
-    info["blas_runtime"] = "(threadpoolctl not installed)"
+try:  # the OpenBLAS kernel actually in use (it differs per CPU unless OPENBLAS_CORETYPE pins it)
+    lib = ctypes.CDLL(glob.glob(os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs", "*openblas*"))[0])
+    fn = getattr(lib, "scipy_openblas_get_corename64_", None) or getattr(lib, "openblas_get_corename")
+    fn.restype = ctypes.c_char_p
+    info["blas_kernel"] = fn().decode()
+except Exception:
+    info["blas_kernel"] = "unknown"
+try:  # the CPU features NumPy dispatches its own loops to
+    from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    info["numpy_simd"] = " ".join(f for f in __cpu_dispatch__ if __cpu_features__.get(f)) or "baseline"
+except Exception:
+    info["numpy_simd"] = "unknown"
+info["env"] = " ".join("%s=%s" % (k, os.environ[k]) for k in sorted(os.environ)
+                       if k.startswith(("OPENBLAS_", "OMP_", "MKL_", "NPY_")))
 print(json.dumps(info, sort_keys=True))
 '
-host_v=$(env OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$HOSTPY" -c "$VERSIONS_PY")
+# The host side gets the image's numerics settings (its ENV: BLAS threads, OpenBLAS kernel, NumPy SIMD).
+mapfile -t NUMENV < <(podman image inspect "$TAG" --format '{{range .Config.Env}}{{println .}}{{end}}' \
+                      | grep -E '^(OPENBLAS_|OMP_|MKL_|NPY_)')
+say "numerics settings from the image, applied to the host run too: ${NUMENV[*]}"
+host_v=$(env "${NUMENV[@]}" "$HOSTPY" -c "$VERSIONS_PY")
 cont_v=$(podman run --rm --pull=never --entrypoint python "$TAG" -c "$VERSIONS_PY")
 say "host:      $host_v"
 say "container: $cont_v"
@@ -145,9 +156,9 @@ cont_ckpt=$(find "$W/runs" -name last.npz | head -1)
 [ -n "$cont_ckpt" ] || { say "FAIL: the container wrote no last.npz under $W/runs"; ls -lR "$W/runs"; exit 1; }
 HOSTOUT=$(mktemp -d /tmp/nnctl-host.XXXXXX)
 trap 'rm -rf "$HOSTOUT"' EXIT
-say "host: $NNCTL ${RUN_ARGS[*]} --out $HOSTOUT/run (BLAS threads pinned to 1, as in the image)"
+say "host: $NNCTL ${RUN_ARGS[*]} --out $HOSTOUT/run (with the image's numerics settings)"
 T2=$(date +%s)
-env OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 "$NNCTL" "${RUN_ARGS[@]}" --out "$HOSTOUT/run" > "$HOSTOUT/train.log" 2>&1 \
+env "${NUMENV[@]}" "$NNCTL" "${RUN_ARGS[@]}" --out "$HOSTOUT/run" > "$HOSTOUT/train.log" 2>&1 \
   || { tail -20 "$HOSTOUT/train.log"; say "FAIL: host training failed"; exit 1; }
 say "host training: $(($(date +%s) - T2)) s"
 
@@ -190,9 +201,10 @@ if not problems:
 print("[container] container vs host: weights DIFFER")
 for p in problems:
     print(f"[container]   {p}")
-# Only the numerics-relevant parts: numpy and its BLAS build/kernel and CPU architecture (the
-# Python patch version does not change floating-point results).
-fields = ("numpy", "blas_build", "blas_runtime", "machine")
+# Only the numerics-relevant parts: numpy, its BLAS build and the kernel OpenBLAS picked, the SIMD
+# level NumPy dispatches to, the CPU architecture (the Python patch version does not change
+# floating-point results).
+fields = ("numpy", "blas_build", "blas_kernel", "numpy_simd", "machine")
 differs = [f"{f}: host {host_v.get(f)} / container {cont_v.get(f)}" for f in fields if host_v.get(f) != cont_v.get(f)]
 if differs:
     print("[container] explained (not a failure): the two sides run different numerics libraries:")

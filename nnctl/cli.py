@@ -450,6 +450,78 @@ def init(
     typer.echo(f"wrote {path}; check it with: nnctl check {path}")
 
 
+@app.command()
+def plot(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder (with history.csv).", show_default=False)],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Folder for the figures [default: RUN_DIR].")
+    ] = None,
+) -> None:
+    """Figures of a run: loss and metric per epoch, and the learning rate (PNG and SVG)."""
+    from nnctl.errors import NnctlError
+    from nnctl.plots import plot_run
+
+    try:
+        written = plot_run(run_dir, out or run_dir)
+    except NnctlError as exc:
+        raise _fail(exc) from None
+    for path in written:
+        typer.echo(f"wrote {path}")
+
+
+@app.command()
+def sweep(
+    config: ConfigArg,
+    grid: Annotated[
+        list[str] | None, typer.Option("--grid", help="KEY.PATH=[v1, v2, ...] (a YAML list). Repeatable.")
+    ] = None,
+    random: Annotated[int | None, typer.Option("--random", help="Sample N trials from the space.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for --random sampling.")] = 0,
+    monitor: Annotated[str | None, typer.Option(help="Metric that ranks trials [default: val_loss].")] = None,
+    jobs: Annotated[
+        int | None, typer.Option("--jobs", "-j", help="Local worker processes [default: cores].")
+    ] = None,
+    scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address, tcp://HOST:PORT.")] = None,
+    dask_local: Annotated[
+        int | None, typer.Option("--dask-local", help="Start a local Dask cluster of N workers.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Sweep folder [default: runs/<name>-sweep].")
+    ] = None,
+    retries: Annotated[int, typer.Option(help="Retries of a trial whose worker was lost.")] = 1,
+    set_: SetOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Train many variants of CONFIG (a grid or a random space), locally or on a Dask cluster."""
+    from nnctl.errors import NnctlError
+    from nnctl.sweep import sweep_main
+
+    try:
+        code = sweep_main(
+            config,
+            grid=grid or [],
+            random=random,
+            seed=seed,
+            monitor=monitor,
+            jobs=jobs,
+            scheduler=scheduler,
+            dask_local=dask_local,
+            out=out,
+            retries=retries,
+            overrides=set_ or [],
+            quiet=quiet,
+            console=_console(),
+        )
+    except NnctlError as exc:
+        raise _fail(exc) from None
+    except KeyboardInterrupt:
+        _console(stderr=True).print(
+            "[yellow]sweep interrupted[/]: finished trials are kept; run again to resume"
+        )
+        raise typer.Exit(130) from None
+    raise typer.Exit(code)
+
+
 def main() -> None:
     """Console-script entry point: usage errors exit 2 (click's convention)."""
     app()

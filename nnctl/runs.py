@@ -82,7 +82,7 @@ def history_csv(rows: list[dict[str, Any]]) -> str:
 
 
 def _cell(value: Any) -> Any:
-    return repr(value) if isinstance(value, float) else value
+    return repr(float(value)) if isinstance(value, float) else value
 
 
 class RunWriter(Callback):

@@ -235,6 +235,7 @@ class Trainer:
         self.stop_signal: str | None = None
         self.best_parameters = best_parameters
         self.monitor, self.maximize = self._monitor()
+        self.diagnostics = LayerDiagnostics(len(net.layers)) if self.config.training.trace else None
 
     # -- public ------------------------------------------------------------------------------
     @property
@@ -333,7 +334,14 @@ class Trainer:
 
     def _step(self, xb: Array, tb: Array, lr: float, decay_mask: list[bool], batch: int) -> float:
         dropout_rng = self.dropout_rng if self._uses_dropout else None
-        loss, grads = self.net.gradients(xb, tb, dropout_rng)
+        if self.diagnostics is not None:
+            trace = self.net.forward_pass(xb, dropout_rng)
+            loss = float(self.net.per_sample_loss(trace, tb).mean())
+            grads = self.net.backward(trace, tb)
+            self.diagnostics.observe_forward(self.net, trace)
+            before = [layer.W.copy() for layer in self.net.layers]
+        else:
+            loss, grads = self.net.gradients(xb, tb, dropout_rng)
         if not math.isfinite(loss):
             self._diverged(batch, loss)
         training = self.config.training
@@ -344,6 +352,8 @@ class Trainer:
         if training.clip_norm is not None:
             clip_global_norm(grads, training.clip_norm)
         self.optimizer.update(self.params, grads, self.optimizer_state, lr, decay_mask)
+        if self.diagnostics is not None:
+            self.diagnostics.observe_update(self.net, grads, before)
         return loss
 
     @property
@@ -359,6 +369,8 @@ class Trainer:
             key = headline_metric(self.prepared.task)
             record[f"val_{key}"] = metrics[key]
         record["lr"] = lr
+        if self.diagnostics is not None:
+            record.update(self.diagnostics.summary(self.net))
         record["seconds"] = seconds
         if not (math.isfinite(record["train_loss"]) and all(np.all(np.isfinite(p)) for p in self.params)):
             self._diverged(None, record["train_loss"])
@@ -424,6 +436,53 @@ class Trainer:
     def _emit(self, event: str, *args: Any) -> None:
         for callback in self.callbacks:
             getattr(callback, event)(self, *args)
+
+
+class LayerDiagnostics:
+    """Per-layer health over one epoch (``training.trace``): mean |gradient|, update/weight ratio,
+    the fraction of dead relu units and of saturated logistic/tanh units."""
+
+    def __init__(self, layers: int) -> None:
+        self.layers = layers
+        self.reset()
+
+    def reset(self) -> None:
+        self.steps = 0
+        self.grad = np.zeros(self.layers)
+        self.ratio = np.zeros(self.layers)
+        self.inactive = np.zeros(self.layers)
+
+    def observe_forward(self, net: Network, trace: Any) -> None:
+        for index, (layer, a) in enumerate(zip(net.layers, trace.a, strict=True)):
+            name = layer.activation.name  # type: ignore[attr-defined]
+            if name == "relu":  # a unit is dead on this batch when it is 0 for every row
+                self.inactive[index] += float(np.mean(np.all(a <= 0, axis=0)))
+            elif name in ("logistic", "tanh"):
+                low, high = layer.activation.bounds()
+                edge = 0.01 * (high - low)
+                self.inactive[index] += float(np.mean((a < low + edge) | (a > high - edge)))
+
+    def observe_update(self, net: Network, grads: list[Array], before: list[Array]) -> None:
+        self.steps += 1
+        for index, layer in enumerate(net.layers):
+            self.grad[index] += float(np.mean(np.abs(grads[2 * index])))
+            norm = float(np.linalg.norm(before[index])) or 1.0
+            self.ratio[index] += float(np.linalg.norm(layer.W - before[index])) / norm
+
+    def summary(self, net: Network) -> dict[str, float]:
+        steps = max(self.steps, 1)
+        record: dict[str, float] = {}
+        for index, layer in enumerate(net.layers):
+            prefix = f"l{index + 1}_"
+            record[prefix + "grad"] = self.grad[index] / steps
+            record[prefix + "update_ratio"] = self.ratio[index] / steps
+            name = layer.activation.name  # type: ignore[attr-defined]
+            if name == "relu":
+                record[prefix + "dead"] = self.inactive[index] / steps
+            elif name in ("logistic", "tanh"):
+                record[prefix + "saturated"] = self.inactive[index] / steps
+        self.reset()
+        return record
 
 
 def clip_global_norm(grads: list[Array], max_norm: float) -> float:

@@ -1,0 +1,1 @@
+"""nnctl benchmarks: see README.md and run.py."""
