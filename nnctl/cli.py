@@ -362,6 +362,9 @@ def gradcheck(
     set_: SetOption = None,
     samples: Annotated[int, typer.Option(min=1, help="Rows of the config's data to check on.")] = 8,
     tolerance: Annotated[float, typer.Option(help="Largest relative error that passes.")] = 1e-6,
+    max_entries: Annotated[
+        int, typer.Option(min=1, help="Check at most this many entries per parameter array (sampled).")
+    ] = 2000,
 ) -> None:
     """Prove backprop right: analytic gradients vs central finite differences, per layer."""
     from rich.table import Table
@@ -376,7 +379,7 @@ def gradcheck(
     except NnctlError as exc:
         raise _fail(exc) from None
     x, t = prepared.train.x[:samples], prepared.train.t[:samples]
-    result = gradient_check(net, x, t, tolerance=tolerance)
+    result = gradient_check(net, x, t, tolerance=tolerance, max_entries=max_entries)
     table = Table(title=f"gradient check on {x.shape[0]} rows, float64 (output: {result.rule})")
     for column in ("layer", "W rel. error", "b rel. error", "max |diff|", "status"):
         table.add_column(column)

@@ -814,9 +814,9 @@ def split_indices(
             n_val = 1
         if n - n_test - n_val < 1:
             raise _too_small(n, validation, test)
-        parts = [order[n_test + n_val :], order[n_test : n_test + n_val], order[:n_test]]
-        train, val, tst = (np.sort(p).astype(np.int64) for p in parts)
-        return train, val, tst
+        parts = (order[n_test + n_val :], order[n_test : n_test + n_val], order[:n_test])
+        train_idx, val_idx, test_idx = (np.sort(p).astype(np.int64) for p in parts)
+        return train_idx, val_idx, test_idx
     strata = np.asarray(strata)
     if strata.shape != (n,):
         raise ValueError(f"strata has shape {strata.shape}; expected ({n},)")
@@ -842,7 +842,8 @@ def split_indices(
     train = [i for group in trains for i in group]
     if not train:
         raise _too_small(n, validation, test)
-    return tuple(np.sort(np.asarray(p, dtype=np.int64)) for p in (train, vals, tests))  # type: ignore[return-value]
+    train_idx, val_idx, test_idx = (np.sort(np.asarray(p, dtype=np.int64)) for p in (train, vals, tests))
+    return train_idx, val_idx, test_idx
 
 
 # ---------------------------------------------------------------------------------------------

@@ -631,6 +631,7 @@ def _valid_npz() -> bytes:
 
 
 VALID_NPZ = _valid_npz()
+EDITS = st.lists(st.tuples(st.integers(0, len(VALID_NPZ) - 1), st.integers(0, 255)), max_size=4)
 PROPERTY = settings(deadline=None, max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -644,9 +645,6 @@ def test_random_bytes_load_or_data_error(payload: bytes, suffix: str) -> None:
 @given(st.text(alphabet=st.sampled_from(list('ab01.,-e\n\r "\ufeffnai_\t')), max_size=120))
 def test_csv_like_text_loads_or_data_error(text: str) -> None:
     _load_bytes(text.encode("utf-8"), ".csv")
-
-
-EDITS = st.lists(st.tuples(st.integers(0, len(VALID_NPZ) - 1), st.integers(0, 255)), max_size=4)
 
 
 @PROPERTY
