@@ -187,7 +187,7 @@ def _print_start(console: Any, plan: Any, prepared: Any) -> None:
         sizes += f", test {prepared.test.size}"
     console.print(f"[bold]{what} {escape(config.name or '')}[/] -> {escape(str(plan.folder.path))}")
     task = escape(describe_targets(prepared.encoder))
-    console.print(f"task: {task}; rows: {sizes}; features: {prepared.train.x.shape[1]}")
+    console.print(f"task: {task}; rows: {sizes}; features: {prepared.train.n_features}")
     for warning in plan.warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}")
 
@@ -322,18 +322,21 @@ def check(config: ConfigArg, set_: SetOption = None) -> None:
         resolved, prepared, net = check_summary(config, set_ or [])
     except NnctlError as exc:
         raise _fail(exc) from None
-    console.print(f"[green]valid[/]: {config}  ({resolved.name})")
-    console.print(f"task: {describe_targets(prepared.encoder)}")
-    console.print(
-        f"data: {prepared.source}: {prepared.train.x.shape[1]} features; train {prepared.train.size} rows"
-    )
+    from rich.markup import escape
+
+    console.print(f"[green]valid[/]: {escape(str(config))}  ({escape(resolved.name or '')})")
+    console.print(f"task: {escape(describe_targets(prepared.encoder))}")
+    features, rows = prepared.train.n_features, prepared.train.size
+    console.print(f"data: {escape(prepared.source)}: {features} features; train {rows} rows")
     for warning in resolved.warnings():
-        console.print(f"[yellow]warning:[/] {warning}")
-    console.print(_layer_table(net, prepared.train.x.shape[1]))
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
+    console.print(_layer_table(net, features))
     training = resolved.training
     console.print(
-        f"cost {resolved.cost.name}: {resolved.cost.formula}; optimizer {training.optimizer.name}, "
-        f"learning rate {training.learning_rate:g}, {training.epochs} epochs, batch {training.batch_size}"
+        escape(
+            f"cost {resolved.cost.name}: {resolved.cost.formula}; optimizer {training.optimizer.name}, "
+            f"learning rate {training.learning_rate:g}, {training.epochs} epochs, batch {training.batch_size}"
+        )
     )
 
 
@@ -378,7 +381,7 @@ def gradcheck(
         _, prepared, net = check_summary(config, set_ or [])
     except NnctlError as exc:
         raise _fail(exc) from None
-    x, t = prepared.train.x[:samples], prepared.train.t[:samples]
+    x, t = next(prepared.train.chunks(samples))
     result = gradient_check(net, x, t, tolerance=tolerance, max_entries=max_entries)
     table = Table(title=f"gradient check on {x.shape[0]} rows, float64 (output: {result.rule})")
     for column in ("layer", "W rel. error", "b rel. error", "max |diff|", "status"):

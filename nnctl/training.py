@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,16 +41,64 @@ def random_streams(seed: int) -> dict[str, np.random.Generator]:
 # Data preparation
 
 
+CHUNK_ROWS = 8192  # rows per chunk when normalizing or evaluating, to bound temporary memory
+
+
 @dataclass
 class Split:
-    """One part of the data, features normalized and targets encoded, in the network's dtype."""
+    """Rows of a dataset as the network sees them: features normalized, targets encoded.
 
-    x: Array
-    t: Array
+    All splits share one ``features``/``targets`` array and select their part by ``rows``, so
+    splitting never copies the dataset. When ``normalizer`` is set, ``features`` are raw (e.g. a
+    memory-mapped file) and each gathered batch is normalized on the fly.
+    """
+
+    features: Array
+    targets: Array
+    rows: Array | None = None  # None: every row, in order
+    normalizer: Normalizer | None = None
 
     @property
     def size(self) -> int:
-        return self.x.shape[0]
+        return self.features.shape[0] if self.rows is None else self.rows.size
+
+    @property
+    def n_features(self) -> int:
+        return self.features.shape[1]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.targets.dtype
+
+    def gather(self, positions: Array, x_out: Array, t_out: Array) -> tuple[Array, Array]:
+        """Rows ``positions`` of this split into the front of reusable buffers (no allocation
+        for in-memory data)."""
+        rows = positions if self.rows is None else self.rows[positions]
+        xb, tb = x_out[: rows.size], t_out[: rows.size]
+        if self.normalizer is None:
+            np.take(self.features, rows, axis=0, out=xb, mode="clip")
+        else:
+            xb[...] = self.normalizer.apply(self.features[rows], xb.dtype)
+        np.take(self.targets, rows, axis=0, out=tb, mode="clip")
+        return xb, tb
+
+    def chunks(self, size: int = CHUNK_ROWS) -> Iterator[tuple[Array, Array]]:
+        """The split in order, ``size`` rows at a time (for evaluation)."""
+        x_out = np.empty((min(size, self.size), self.n_features), dtype=self.dtype)
+        t_out = np.empty((min(size, self.size), self.targets.shape[1]), dtype=self.dtype)
+        for start in range(0, self.size, size):
+            yield self.gather(np.arange(start, min(start + size, self.size)), x_out, t_out)
+
+    @property
+    def x(self) -> Array:
+        """All features of the split as one array (a copy unless the split is the whole array)."""
+        if self.rows is None and self.normalizer is None:
+            return self.features
+        return np.concatenate([x.copy() for x, _ in self.chunks()])
+
+    @property
+    def t(self) -> Array:
+        return self.targets if self.rows is None else self.targets[self.rows]
 
 
 @dataclass
@@ -78,10 +126,12 @@ def resolve_data_path(config: Config, config_dir: Path | None) -> str:
 def prepare(config: Config, config_dir: Path | None) -> Prepared:
     """Load, check against the config, split (seeded, stratified) and normalize the data."""
     table = load_table(resolve_data_path(config, config_dir), config.data.target)
-    return prepare_table(config, table)
+    return prepare_table(config, table, consume=True)
 
 
-def prepare_table(config: Config, table: Table) -> Prepared:
+def prepare_table(config: Config, table: Table, *, consume: bool = False) -> Prepared:
+    """Split and normalize ``table`` for ``config``; ``consume=True`` lets it normalize the
+    table's feature array in place (the caller will not use the table again)."""
     output = config.model.layers[-1]
     task = infer_task(config.data.task, config.cost.name, output.activation.name, output.units, table.y)
     encoder = TargetEncoder.fit(table.y, task, output.units)
@@ -91,14 +141,16 @@ def prepare_table(config: Config, table: Table) -> Prepared:
     train_idx, val_idx, test_idx = split_indices(
         table.x.shape[0], config.data.validation, config.data.test, rng, strata
     )
-    normalizer = Normalizer.fit(config.data.normalize, table.x[train_idx])
+    normalizer = fit_normalizer(config.data.normalize, table.x, train_idx)
     dtype = np.dtype(config.dtype)
     targets = encoder.encode(table.y, source=table.source).astype(dtype)
+    if isinstance(table.x, np.memmap):  # keep the file on disk: normalize each batch as it is read
+        features, per_batch = table.x, normalizer
+    else:
+        features, per_batch = normalize_features(table.x, normalizer, dtype, in_place=consume), None
 
     def part(indices: Array) -> Split | None:
-        if indices.size == 0:
-            return None
-        return Split(normalizer.apply(table.x[indices], dtype), np.ascontiguousarray(targets[indices]))
+        return Split(features, targets, indices, per_batch) if indices.size else None
 
     train = part(train_idx)
     assert train is not None  # split_indices never returns an empty training part
@@ -114,6 +166,41 @@ def prepare_table(config: Config, table: Table) -> Prepared:
         part(val_idx),
         part(test_idx),
     )
+
+
+def fit_normalizer(kind: str, x: Array, rows: Array) -> Normalizer:
+    """Normalization statistics of the training rows, in float64, a chunk at a time
+    (so neither the training part nor a float64 copy of it is ever materialized)."""
+    if kind == "none":
+        return Normalizer.fit(kind, x[:0])
+    n, width = rows.size, x.shape[1]
+    total, low, high = np.zeros(width), np.full(width, np.inf), np.full(width, -np.inf)
+    for start in range(0, n, CHUNK_ROWS):
+        chunk = np.asarray(x[np.sort(rows[start : start + CHUNK_ROWS])], dtype=np.float64)
+        total += chunk.sum(axis=0)
+        np.minimum(low, chunk.min(axis=0), out=low)
+        np.maximum(high, chunk.max(axis=0), out=high)
+    if kind == "minmax":
+        shift, scale = low, high - low
+    else:
+        shift, squares = total / n, np.zeros(width)
+        for start in range(0, n, CHUNK_ROWS):
+            chunk = np.asarray(x[np.sort(rows[start : start + CHUNK_ROWS])], dtype=np.float64) - shift
+            squares += np.einsum("ij,ij->j", chunk, chunk)
+        scale = np.sqrt(squares / n)
+    # Constant columns by exact comparison: a rounding-noise spread would blow them up.
+    return Normalizer(kind, shift, np.where(high == low, 1.0, scale))
+
+
+def normalize_features(x: Array, normalizer: Normalizer, dtype: np.dtype, *, in_place: bool) -> Array:
+    """(x - shift) / scale for every row, in float64 then cast, a chunk at a time; written over
+    ``x`` itself when allowed and the dtype already matches (no second copy of the data)."""
+    out = x if in_place and x.dtype == dtype and x.flags.writeable and x.flags.c_contiguous else None
+    if out is None:
+        out = np.empty(x.shape, dtype=dtype)
+    for start in range(0, x.shape[0], CHUNK_ROWS):
+        out[start : start + CHUNK_ROWS] = normalizer.apply(x[start : start + CHUNK_ROWS], dtype)
+    return out
 
 
 def build_network(config: Config, input_units: int, rng: np.random.Generator | None = None) -> Network:
@@ -146,17 +233,18 @@ def network_from_checkpoint(checkpoint: Checkpoint) -> Network:
 
 def evaluate(net: Network, split: Split, task: str, n_classes: int | None) -> dict[str, Any]:
     """Loss (mean cost) and the task's metrics on one split."""
-    outputs, losses = predict_with_loss(net, split.x, split.t)
+    outputs, losses = predict_with_loss(net, split)
     metrics = task_metrics(task, outputs, split.t, n_classes)
     return {"loss": float(losses.mean()), "samples": split.size, **metrics}
 
 
-def predict_with_loss(net: Network, x: Array, t: Array, batch_size: int = 4096) -> tuple[Array, Array]:
+def predict_with_loss(net: Network, split: Split) -> tuple[Array, Array]:
+    """Outputs a^L and per-sample costs for every row of the split, a chunk at a time."""
     outputs, losses = [], []
-    for start in range(0, x.shape[0], batch_size):
-        trace = net.forward_pass(x[start : start + batch_size])
+    for x, t in split.chunks():
+        trace = net.forward_pass(x)
         outputs.append(trace.a[-1].copy())
-        losses.append(net.per_sample_loss(trace, t[start : start + batch_size]))
+        losses.append(net.per_sample_loss(trace, t))
     return np.concatenate(outputs), np.concatenate(losses)
 
 
@@ -295,15 +383,14 @@ class Trainer:
         batches = math.ceil(train.size / batch_size)
         order = self._epoch_order()
         lr = self.learning_rate(self.loop.epoch)
-        x_buffer = np.empty((batch_size, train.x.shape[1]), dtype=train.x.dtype)
-        t_buffer = np.empty((batch_size, train.t.shape[1]), dtype=train.t.dtype)
+        x_buffer = np.empty((batch_size, train.n_features), dtype=train.dtype)
+        t_buffer = np.empty((batch_size, train.targets.shape[1]), dtype=train.dtype)
         self._emit("on_epoch_start", self.loop.epoch, batches)
         started = time.perf_counter()
         decay_mask = self.net.weight_mask()
         for batch in range(self.loop.batch, batches):
             rows = order[batch * batch_size : (batch + 1) * batch_size]
-            xb = np.take(train.x, rows, axis=0, out=x_buffer[: rows.size])
-            tb = np.take(train.t, rows, axis=0, out=t_buffer[: rows.size])
+            xb, tb = train.gather(rows, x_buffer, t_buffer)
             loss = self._step(xb, tb, lr, decay_mask, batch)
             self.loop.batch = batch + 1
             self.loop.step += 1
@@ -423,7 +510,8 @@ class Trainer:
     # -- failures ------------------------------------------------------------------------------
     def _diverged(self, batch: int | None, loss: float) -> None:
         where = f"epoch {self.loop.epoch + 1}" + (f", batch {batch + 1}" if batch is not None else "")
-        layer = first_nonfinite_layer(self.net, self.prepared.train.x[:256])
+        sample, _ = next(self.prepared.train.chunks(256))
+        layer = first_nonfinite_layer(self.net, sample)
         detail = f"; the first non-finite values appear in layer {layer}" if layer else ""
         lr = self.config.training.learning_rate
         self._emit("on_failure")

@@ -203,7 +203,7 @@ def run_training(
         trainer.config = plan.config
         trainer.prepared.config = plan.config
     else:
-        net = build_network(plan.config, prepared.train.x.shape[1])
+        net = build_network(plan.config, prepared.train.n_features)
         if plan.init_from is not None:
             copy_weights(plan.init_from, net)
         trainer = Trainer(prepared, net, callbacks=all_callbacks)
@@ -358,5 +358,5 @@ def check_summary(config_path: Path, overrides: Sequence[str] = ()) -> tuple[Con
     """Validate a config against its data and build (but not train) its network."""
     config = load_config(config_path, overrides)
     prepared = prepare(config, config_path.parent)
-    net = build_network(config, prepared.train.x.shape[1])
+    net = build_network(config, prepared.train.n_features)
     return config, prepared, net

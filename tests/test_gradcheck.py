@@ -8,7 +8,7 @@ import pytest
 
 from nnctl.activations import ACTIVATIONS, Activation, Elu, Logistic, Relu, Softmax, Tanh
 from nnctl.costs import COSTS, BinaryCrossEntropy, CategoricalCrossEntropy, Cost, Quadratic, output_rule
-from nnctl.gradcheck import gradient_check, relative_error
+from nnctl.gradcheck import gradient_check, numerical_gradient, relative_error
 from nnctl.network import LayerSpec, Network
 
 TOL = 1e-6
@@ -192,3 +192,32 @@ def test_relative_error_is_norm_relative() -> None:
     assert relative_error(a, n) == pytest.approx(1e-3 / (5.0 + np.sqrt(9.0 + (4.0 + 1e-3) ** 2)), rel=1e-9)
     # a tiny entry with a large relative error does not dominate, as it would elementwise
     assert relative_error(np.array([1.0, 1e-12]), np.array([1.0, 2e-12])) < 1e-12
+
+
+# -- sampled check for large layers --------------------------------------------------------------
+
+
+def test_numerical_gradient_on_chosen_entries_only() -> None:
+    net, x, t = kink_free([Tanh()], Softmax(), CategoricalCrossEntropy())
+    W = net.layers[0].W
+    before = W.copy()
+    full = numerical_gradient(net, x, t, W, 1e-6)
+    some = numerical_gradient(net, x, t, W, 1e-6, np.array([1, 4, 7]))
+    assert np.array_equal(W, before)  # restored
+    flat_full, flat_some = full.reshape(-1), some.reshape(-1)
+    np.testing.assert_array_equal(flat_some[[1, 4, 7]], flat_full[[1, 4, 7]])
+    assert np.count_nonzero(np.delete(flat_some, [1, 4, 7])) == 0
+
+
+def test_sampled_check_passes_and_still_detects_errors() -> None:
+    rng = np.random.default_rng(0)
+    specs = [LayerSpec(20, Tanh()), LayerSpec(4, Softmax())]
+    net = Network.build(12, specs, CategoricalCrossEntropy(), rng, dtype=np.float64)
+    x, t = rng.normal(size=(6, 12)), np.eye(4)[rng.integers(0, 4, 6)]
+    sampled = gradient_check(net, x, t, max_entries=10, seed=3)
+    assert sampled.passed and sampled.max_error < TOL
+    assert gradient_check(net, x, t, max_entries=10, seed=3) == sampled  # same seed, same entries
+
+    broken = net.astype(np.float64)  # a copy
+    broken.layers[0].activation = WrongTanh()
+    assert not gradient_check(broken, x, t, max_entries=10, seed=3).passed
