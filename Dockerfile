@@ -34,11 +34,14 @@ ENV VIRTUAL_ENV=/opt/nnctl \
 
 # 1. Dependencies, exactly as locked and nothing else (--no-deps: a package missing from the lock is
 #    not quietly resolved to whatever is newest; step 3's `pip check` reports it). Binary wheels only:
-#    no compiler needed, none left behind.
-#    This layer depends on constraints.txt alone, so editing the source does not redo it.
+#    no compiler needed, none left behind. The venv gets no pip of its own: the base image's `pip`
+#    (not in /opt/nnctl/bin, so next on PATH) installs into it with --python, so no installer is
+#    left in the app's environment. This layer depends on constraints.txt alone, so editing the
+#    source does not redo it.
 COPY constraints.txt /tmp/constraints.txt
-RUN python3 -m venv "$VIRTUAL_ENV" \
- && python -m pip install --quiet --no-deps --only-binary=:all: --requirement /tmp/constraints.txt \
+RUN python3 -m venv --without-pip "$VIRTUAL_ENV" \
+ && pip --python "$VIRTUAL_ENV/bin/python" install --quiet --no-deps --only-binary=:all: \
+        --requirement /tmp/constraints.txt \
  && rm /tmp/constraints.txt
 
 # 2. A non-root user (uid 1000, the usual first desktop user, so a bind-mounted ./runs is writable)
@@ -53,15 +56,13 @@ COPY datasets ./datasets
 
 # 3. The project itself (last: it changes most often), without touching the locked dependencies.
 #    `pip check` fails the build when pyproject.toml asks for something constraints.txt does not pin
-#    (regenerate the lock then). The build backend lives in a throw-away build environment; pip and
-#    setuptools are then removed from the app's venv (nothing is installed at run time). The .pyc
-#    files pip compiled are kept: the non-root user could not write them, and startup stays fast.
+#    (regenerate the lock then). The build backend lives in a throw-away build environment. The .pyc
+#    files pip compiles are kept: the non-root user could not write them, and startup stays fast.
 COPY pyproject.toml README.md /tmp/src/
 COPY nnctl /tmp/src/nnctl
-RUN python -m pip install --quiet --no-deps /tmp/src \
- && { python -m pip check \
+RUN pip --python "$VIRTUAL_ENV/bin/python" install --quiet --no-deps /tmp/src \
+ && { pip --python "$VIRTUAL_ENV/bin/python" check \
       || { echo "constraints.txt does not satisfy pyproject.toml: regenerate it (docs/docker.md)" >&2; exit 1; }; } \
- && python -m pip uninstall --quiet --yes pip setuptools \
  && rm -rf /tmp/src \
  && nnctl --version
 

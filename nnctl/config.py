@@ -79,6 +79,7 @@ class DataConfig(Strict):
     normalize: Literal["none", "standard", "minmax"] = "standard"
     shuffle: bool = Field(True, description="reshuffle minibatches every epoch")
     task: Literal["auto", "classification", "multilabel", "regression"] = "auto"
+    mmap: bool = Field(False, description="memory-map x.npy of a folder dataset instead of loading it")
 
     @model_validator(mode="after")
     def _splits_leave_training_rows(self) -> DataConfig:

@@ -12,10 +12,12 @@ there is one, the 1-based line, column and column name. Nothing here prints.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import difflib
 import io
 import math
+import mmap as mmap_module
 import zipfile
 import zlib
 from collections.abc import Callable, Sequence
@@ -243,8 +245,12 @@ def load_table(
     base_dir: Path | None = None,
     feature_names: list[str] | None = None,
     require_target: bool = True,
+    mmap: bool = False,
 ) -> Table:
     """Load a dataset.
+
+    A folder holding ``x.npy`` (and ``y.npy``) is read as arrays; with ``mmap`` the features stay
+    on disk (``np.memmap``) and are read as batches need them, for data larger than memory.
 
     ``spec``: a .csv (header row) or .npz (arrays ``x`` (n, f) and ``y`` (n,) or (n, k)) path, relative
     to ``base_dir``; or a key of ``BUILTINS``. ``target``: CSV target column(s), default the last
@@ -257,6 +263,11 @@ def load_table(
     if isinstance(spec, str) and spec.startswith("builtin:"):
         return _load_builtin(spec, targets, feature_names, require_target)
     path = _resolve(spec, base_dir)
+    if path.is_dir() and (path / "x.npy").is_file():
+        return _load_npy_folder(path, feature_names, require_target, mmap)
+    if path.suffix.lower() == ".npz" and path.is_file():
+        # np.load reads the archive member by member: the file is never held twice in memory.
+        return _load_npz(str(path), path, feature_names, require_target)
     data = _read_bytes(path, spec, base_dir)
     suffix = path.suffix.lower()
     if suffix == ".npz":
@@ -338,11 +349,7 @@ def _load_csv(
     fidx, tidx = _select_columns(source, names, targets, feature_names, require_target)
     parsed = _parse_fast(source, rows, linenos, names, fidx, tidx)
     x, ycells = parsed if parsed is not None else _parse_slow(source, rows, linenos, names, fidx, tidx)
-
-    def where(r: int, c: int) -> str:
-        return f"{source}:{linenos[r]}:{tidx[c] + 1} (column '{names[tidx[c]]}')"
-
-    y = ycells if ycells is None or ycells.dtype.kind == "f" else _finish_targets(ycells, where)
+    y = None if ycells is None else _finish_targets(ycells, _cell_locator(source, linenos, names, tidx))
     return Table(
         x=np.ascontiguousarray(x, dtype=np.float64),
         y=y,
@@ -415,10 +422,9 @@ def _parse_slow(
         values = [_parse_number(c) for c in feats]
         for c, (text, v) in enumerate(zip(feats, values, strict=True)):
             if v is None or not math.isfinite(v):
-                where = f"{source}:{lineno}:{fidx[c] + 1} (column '{names[fidx[c]]}')"
                 what = "is not a number" if v is None else "is not a finite number"
                 raise DataError(
-                    f"{where}: {_show(text.strip())} {what}",
+                    f"{_cell_locator(source, linenos, names, fidx)(r, c)}: {_show(text.strip())} {what}",
                     hint="features must be finite numbers; remove or impute missing values first",
                 )
         x[r] = values
@@ -432,9 +438,12 @@ def _parse_slow(
 # .npz
 
 
-def _load_npz(source: str, data: bytes, feature_names: list[str] | None, require_target: bool) -> Table:
+def _load_npz(
+    source: str, data: bytes | Path, feature_names: list[str] | None, require_target: bool
+) -> Table:
     try:
-        loaded = np.load(io.BytesIO(data), allow_pickle=False)  # never unpickle: arbitrary code
+        handle = io.BytesIO(data) if isinstance(data, bytes) else data
+        loaded = np.load(handle, allow_pickle=False)  # never unpickle: arbitrary code
         if not isinstance(loaded, np.lib.npyio.NpzFile):
             raise DataError(f"{source}: a single .npy array, not an .npz archive", hint=_NPZ_HINT)
         with loaded:
@@ -481,9 +490,77 @@ def _check_npz_x(source: str, x: Array, feature_names: list[str] | None) -> Arra
         raise DataError(f"{source}: x has shape {x.shape}; it needs at least one row and one feature")
     if feature_names is not None and f != len(feature_names):
         raise DataError(f"{source}: x has {f} features, the checkpoint expects {len(feature_names)}")
-    x = np.ascontiguousarray(x, dtype=np.float64)
+    # float32 data stay float32 (half the memory; a float32 network needs no conversion)
+    x = np.ascontiguousarray(x, dtype=np.float32 if x.dtype == np.float32 else np.float64)
     _check_finite_x(x, lambda r, c: f"{source}: x[{r}, {c}]", lambda r, c: _format_value(x[r, c]))
     return x
+
+
+def _load_npy_folder(
+    folder: Path, feature_names: list[str] | None, require_target: bool, mmap: bool
+) -> Table:
+    """``x.npy`` (rows, features) and ``y.npy`` (rows,) or (rows, targets) in one folder."""
+    source = str(folder)
+    x = _load_npy(folder / "x.npy", mmap)
+    if x.ndim != 2 or x.dtype.kind not in "biuf" or 0 in x.shape:
+        raise DataError(
+            f"{folder / 'x.npy'}: x has {x.dtype} shape {x.shape}; expected numbers (rows, features)"
+        )
+    if feature_names is not None and x.shape[1] != len(feature_names):
+        raise DataError(f"{source}: x has {x.shape[1]} features, the checkpoint expects {len(feature_names)}")
+    if mmap:
+        if x.dtype.kind != "f":
+            raise DataError(
+                f"{folder / 'x.npy'}: memory-mapped features must be float32 or float64, not {x.dtype}"
+            )
+        _check_finite_streamed(folder / "x.npy", x)
+    else:
+        x = _check_npz_x(source, x, feature_names)
+    names = feature_names or [f"x{i}" for i in range(x.shape[1])]
+    if not (folder / "y.npy").is_file():
+        if require_target:
+            raise DataError(
+                f"{source}: no y.npy (the targets) beside x.npy", hint="np.save(folder/'y.npy', y)"
+            )
+        return Table(x=x, y=None, feature_names=names, target_names=[], source=source)
+    y = _check_npz_y(source, _load_npy(folder / "y.npy", mmap=False), x.shape[0])
+    k = y.shape[1]
+    return Table(x, y, names, ["y"] if k == 1 else [f"y{i}" for i in range(k)], source)
+
+
+def _load_npy(path: Path, mmap: bool) -> Array:
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except _NPZ_ERRORS as exc:
+        if isinstance(exc, ValueError) and "allow_pickle" in str(exc):
+            raise DataError(
+                f"{path}: holds pickled (object) data, which is never loaded: it could run code"
+            ) from exc
+        raise DataError(f"{path}: not a readable .npy array ({type(exc).__name__}: {exc})") from exc
+
+
+def _check_finite_streamed(path: Path, x: np.memmap) -> None:
+    """NaN/inf check of a memory-mapped array by plain reads, so the pages never count as ours."""
+    rows_per_read = max(1, (64 << 20) // max(x.strides[0], 1))
+    offset = x.offset if hasattr(x, "offset") else 0
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        for start in range(0, x.shape[0], rows_per_read):
+            count = min(rows_per_read, x.shape[0] - start)
+            block = np.fromfile(handle, dtype=x.dtype, count=count * x.shape[1]).reshape(count, -1)
+            bad = np.argwhere(~np.isfinite(block))
+            if bad.size:
+                r, c = bad[0]
+                raise DataError(f"{path}: x[{start + r}, {c}] is {block[r, c]}, not a finite number")
+
+
+def release_pages(x: Array) -> None:
+    """Tell the kernel we are done with the pages of a memory-mapped array read so far: they stay
+    in the page cache but leave this process's resident memory, which so stays flat."""
+    mapped = getattr(x, "_mmap", None)
+    if mapped is not None and hasattr(mapped, "madvise") and hasattr(mmap_module, "MADV_DONTNEED"):
+        with contextlib.suppress(OSError, ValueError):
+            mapped.madvise(mmap_module.MADV_DONTNEED)
 
 
 def _check_npz_y(source: str, y: Array, n: int) -> Array:

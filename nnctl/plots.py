@@ -225,8 +225,11 @@ def plot_confusion_matrix(result: dict[str, Any], path: Path | str) -> Path:
     figure = Figure(figsize=(size + 1.0, size), dpi=DPI, layout="constrained")
     axes = figure.add_subplot()
     image = axes.imshow(matrix, cmap="Blues", interpolation="nearest", vmin=0)
-    figure.colorbar(image, ax=axes, label="rows (count)")
-    axes.set_xticks(range(n), labels=classes, rotation=45 if max(map(len, classes)) > 3 else 0, ha="right")
+    figure.colorbar(image, ax=axes, label="count")
+    rotate = max(map(len, classes)) > 3
+    axes.set_xticks(
+        range(n), labels=classes, rotation=45 if rotate else 0, ha="right" if rotate else "center"
+    )
     axes.set_yticks(range(n), labels=classes)
     axes.set_xlabel("predicted class")
     axes.set_ylabel("true class")

@@ -21,7 +21,15 @@ import numpy as np
 from nnctl import __version__
 from nnctl.checkpoint import Checkpoint
 from nnctl.config import Config, check_parameter_budget
-from nnctl.data import Normalizer, Table, TargetEncoder, infer_task, load_table, split_indices
+from nnctl.data import (
+    Normalizer,
+    Table,
+    TargetEncoder,
+    infer_task,
+    load_table,
+    release_pages,
+    split_indices,
+)
 from nnctl.errors import ConfigError, TrainingFailed
 from nnctl.metrics import headline_metric, task_metrics
 from nnctl.network import LayerSpec, Network
@@ -88,6 +96,7 @@ class Split:
         t_out = np.empty((min(size, self.size), self.targets.shape[1]), dtype=self.dtype)
         for start in range(0, self.size, size):
             yield self.gather(np.arange(start, min(start + size, self.size)), x_out, t_out)
+            release_pages(self.features)
 
     @property
     def x(self) -> Array:
@@ -125,7 +134,7 @@ def resolve_data_path(config: Config, config_dir: Path | None) -> str:
 
 def prepare(config: Config, config_dir: Path | None) -> Prepared:
     """Load, check against the config, split (seeded, stratified) and normalize the data."""
-    table = load_table(resolve_data_path(config, config_dir), config.data.target)
+    table = load_table(resolve_data_path(config, config_dir), config.data.target, mmap=config.data.mmap)
     return prepare_table(config, table, consume=True)
 
 
@@ -134,7 +143,9 @@ def prepare_table(config: Config, table: Table, *, consume: bool = False) -> Pre
     table's feature array in place (the caller will not use the table again)."""
     output = config.model.layers[-1]
     task = infer_task(config.data.task, config.cost.name, output.activation.name, output.units, table.y)
-    encoder = TargetEncoder.fit(table.y, task, output.units)
+    encoder = TargetEncoder.fit(
+        table.y, task, output.units, target_names=table.target_names, source=table.source
+    )
     check_parameter_budget(config, table.x.shape[1])
     strata = encoder.class_indices(table.y) if task == "classification" else None
     rng = random_streams(config.seed)["split"]
@@ -177,6 +188,7 @@ def fit_normalizer(kind: str, x: Array, rows: Array) -> Normalizer:
     total, low, high = np.zeros(width), np.full(width, np.inf), np.full(width, -np.inf)
     for start in range(0, n, CHUNK_ROWS):
         chunk = np.asarray(x[np.sort(rows[start : start + CHUNK_ROWS])], dtype=np.float64)
+        release_pages(x)
         total += chunk.sum(axis=0)
         np.minimum(low, chunk.min(axis=0), out=low)
         np.maximum(high, chunk.max(axis=0), out=high)
@@ -391,6 +403,8 @@ class Trainer:
         for batch in range(self.loop.batch, batches):
             rows = order[batch * batch_size : (batch + 1) * batch_size]
             xb, tb = train.gather(rows, x_buffer, t_buffer)
+            if batch % 64 == 63:
+                release_pages(train.features)  # memory-mapped data: keep resident memory flat
             loss = self._step(xb, tb, lr, decay_mask, batch)
             self.loop.batch = batch + 1
             self.loop.step += 1

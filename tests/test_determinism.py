@@ -1,0 +1,152 @@
+"""Determinism: the same config and seed give byte-identical weights.
+
+* two runs of the same config on one machine give byte-identical W*/b* in last.npz;
+* under the deterministic setting (``--deterministic`` / ``training.deterministic``), different BLAS
+  thread counts give byte-identical weights too;
+* the checkpoint's meta records the library versions and BLAS threads the weights came from.
+
+Each training is a separate ``python -m nnctl.cli`` process: BLAS reads OPENBLAS_NUM_THREADS once, when
+it loads, so thread counts can only be varied across processes. Across machines (container vs host) the
+comparison is made by .ci/container.sh; what is guaranteed there is in docs/docker.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+XOR = ROOT / "configs" / "xor.yaml"
+DIGITS = ROOT / "configs" / "digits.yaml"
+
+
+def _cli_missing() -> str | None:
+    try:
+        import nnctl.cli  # noqa: F401
+    except ImportError as exc:
+        return f"the nnctl CLI is not importable yet ({exc})"
+    missing = [p.relative_to(ROOT).as_posix() for p in (XOR, DIGITS) if not p.exists()]
+    return f"shipped configs missing: {', '.join(missing)}" if missing else None
+
+
+pytestmark = pytest.mark.skipif(_cli_missing() is not None, reason=str(_cli_missing()))
+
+# Threads pinned through the environment the way the Docker image does it; each test overrides
+# OPENBLAS_NUM_THREADS where the thread count is the point.
+_BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+# A full-batch digits run with a wide first layer: its matrix products are big enough that OpenBLAS
+# really splits them over threads, so thread counts can change the rounding (checked below).
+_WIDE_FULL_BATCH = [
+    "--set",
+    "training.epochs=4",
+    "--set",
+    "training.batch_size=4096",
+    "--set",
+    "model.layers[0].units=256",
+]
+
+
+def train(config: Path, out: Path, *args: str, threads: int | None = None) -> dict[str, np.ndarray]:
+    """Run `nnctl train CONFIG --out OUT ARGS` in a fresh process; return last.npz's arrays."""
+    env = {k: v for k, v in os.environ.items() if k not in _BLAS_ENV}
+    if threads is not None:
+        env.update(dict.fromkeys(_BLAS_ENV, str(threads)))
+    cmd = [sys.executable, "-m", "nnctl.cli", "train", str(config), "--out", str(out), "--quiet", *args]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+    with np.load(out / "last.npz", allow_pickle=False) as npz:
+        return {key: npz[key] for key in npz.files}
+
+
+def weight_keys(arrays: dict[str, np.ndarray]) -> list[str]:
+    keys = sorted(k for k in arrays if k[:1] in ("W", "b") and k[1:].isdigit())
+    assert keys, f"no W*/b* arrays in the checkpoint (keys: {sorted(arrays)})"
+    return keys
+
+
+def differences(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> list[str]:
+    """Byte-level comparison of the weights; an empty list means identical."""
+    assert weight_keys(a) == weight_keys(b)
+    out = []
+    for key in weight_keys(a):
+        x, y = a[key], b[key]
+        if x.dtype != y.dtype or x.shape != y.shape:
+            out.append(f"{key}: {x.dtype}{x.shape} vs {y.dtype}{y.shape}")
+        elif x.tobytes() != y.tobytes():
+            delta = np.abs(x.astype(np.float64) - y.astype(np.float64)).max()
+            out.append(f"{key}: {np.count_nonzero(x != y)}/{x.size} values differ (max |diff| {delta:.3g})")
+    return out
+
+
+def meta_of(arrays: dict[str, np.ndarray]) -> dict:
+    return json.loads(str(arrays["meta"]))
+
+
+@pytest.mark.parametrize(
+    ("config", "args"),
+    [
+        pytest.param(XOR, (), id="xor"),
+        # shuffling and a validation split on: the seeded generators must drive both identically
+        pytest.param(DIGITS, ("--set", "training.epochs=3"), id="digits"),
+    ],
+)
+def test_same_config_twice_gives_identical_weights(tmp_path: Path, config: Path, args: tuple[str, ...]):
+    first = train(config, tmp_path / "a", *args)
+    second = train(config, tmp_path / "b", *args)
+    assert differences(first, second) == []
+
+
+def test_deterministic_is_identical_across_blas_thread_counts(tmp_path: Path):
+    one = train(DIGITS, tmp_path / "t1", *_WIDE_FULL_BATCH, "--deterministic", threads=1)
+    two = train(DIGITS, tmp_path / "t2", *_WIDE_FULL_BATCH, "--deterministic", threads=2)
+    assert differences(one, two) == []
+
+    # The config key is the same switch as the flag.
+    key = train(
+        DIGITS, tmp_path / "key", *_WIDE_FULL_BATCH, "--set", "training.deterministic=true", threads=2
+    )
+    assert differences(one, key) == []
+
+    # Control: is this test able to fail here? Without the setting, 2 threads should round differently
+    # on a machine with 2+ cores. If they do not, the assertions above proved less than they claim.
+    free = train(DIGITS, tmp_path / "free", *_WIDE_FULL_BATCH, threads=2)
+    if not differences(one, free) and (os.cpu_count() or 1) > 1:
+        warnings.warn(
+            "2 BLAS threads gave the same weights as 1 even without --deterministic: this machine "
+            "cannot show the thread-count effect, so the determinism check above is weaker here",
+            stacklevel=1,
+        )
+
+
+def test_deterministic_flag_is_recorded(tmp_path: Path):
+    arrays = train(DIGITS, tmp_path / "det", "--set", "training.epochs=1", "--deterministic", threads=2)
+    config = json.loads(str(arrays["config"]))
+    assert config["training"]["deterministic"] is True
+
+
+def test_meta_records_library_versions_and_threads(tmp_path: Path):
+    det = meta_of(train(DIGITS, tmp_path / "det", "--set", "training.epochs=1", "--deterministic", threads=2))
+    free = meta_of(train(DIGITS, tmp_path / "free", "--set", "training.epochs=1", threads=2))
+    libraries = det.get("libraries")
+    if not isinstance(libraries, dict):
+        pytest.skip(f"checkpoint meta records no 'libraries' (keys: {sorted(det)})")
+    assert libraries.get("numpy") == np.__version__
+    blas = libraries.get("blas")
+    if not blas:
+        pytest.skip("meta records no BLAS pools (threadpoolctl missing or no BLAS found)")
+    for pool in blas:
+        assert pool.get("version"), pool
+        assert pool.get("internal_api"), pool
+    # The threads recorded are the ones training ran with: pinned to 1 under --deterministic,
+    # the environment's 2 otherwise (where the machine has 2 cores for OpenBLAS to use).
+    assert {pool["num_threads"] for pool in blas} == {1}, blas
+    if (os.cpu_count() or 1) >= 2:
+        assert {pool["num_threads"] for pool in free["libraries"]["blas"]} == {2}, free["libraries"]

@@ -1,0 +1,78 @@
+"""Every shipped config trains from its fixed seed and clears its threshold on its own test split.
+
+Trained through the CLI (``nnctl train --quiet``) and measured with ``nnctl eval --json`` on
+``best.npz``. xor has no test split: it is evaluated on the four XOR rows with ``--data``.
+A config added to ``configs/`` without an entry in ``THRESHOLDS`` fails ``test_every_config_is_covered``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from helpers import CONFIGS, eval_json, invoke, ok, train, write_csv
+
+# config stem -> (metric on its own test split, minimum)
+THRESHOLDS: dict[str, tuple[str, float]] = {
+    "xor": ("accuracy", 1.0),
+    "iris": ("accuracy", 0.93),
+    "wine": ("accuracy", 0.94),
+    "breast_cancer": ("accuracy", 0.95),  # one logistic output, bce
+    "breast_cancer_softmax": ("accuracy", 0.95),  # softmax/cce variant
+    "digits": ("accuracy", 0.95),
+    "digits_adam": ("accuracy", 0.95),  # digits with adam/cosine/early stopping: the digits bar
+    "diabetes": ("r2", 0.40),
+}
+REQUIRED = {"xor", "iris", "wine", "breast_cancer", "breast_cancer_softmax", "digits", "diabetes"}
+SHIPPED = sorted(path.stem for path in CONFIGS.glob("*.yaml"))
+
+
+XOR_ROWS = [[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 0]]
+
+
+def xor_accuracy_from_predict(checkpoint: Path, data: Path) -> float:
+    lines = ok(invoke("predict", checkpoint, data)).stdout.splitlines()
+    header = lines[0].split(",")
+    column = header.index("p_1") if "p_1" in header else 0
+    outputs = [float(line.split(",")[column]) for line in lines[1:]]
+    assert len(outputs) == 4
+    return sum((o >= 0.5) == bool(row[2]) for o, row in zip(outputs, XOR_ROWS, strict=True)) / 4
+
+
+def test_every_config_is_covered() -> None:
+    assert set(SHIPPED) >= REQUIRED, f"missing shipped configs: {sorted(REQUIRED - set(SHIPPED))}"
+    uncovered = sorted(set(SHIPPED) - set(THRESHOLDS))
+    assert not uncovered, f"configs without a threshold test: {uncovered}; add them to THRESHOLDS"
+
+
+@pytest.mark.parametrize("stem", SHIPPED)
+def test_shipped_config_clears_threshold(tmp_path: Path, stem: str) -> None:
+    if stem not in THRESHOLDS:
+        pytest.fail(f"configs/{stem}.yaml has no threshold in THRESHOLDS")
+    metric, minimum = THRESHOLDS[stem]
+    run = train(CONFIGS / f"{stem}.yaml", tmp_path / "run")
+    if stem == "xor":
+        data = write_csv(tmp_path / "xor.csv", ["x1", "x2", "y"], XOR_ROWS)
+        result = eval_json(run / "best.npz", "--data", str(data))
+        assert result["samples"] == 4
+        if "accuracy" not in result:
+            # configs/xor.yaml is inferred as regression (see test_xor_eval_reports_accuracy):
+            # measure its accuracy from `nnctl predict` (output >= 0.5 means 1).
+            result["accuracy"] = xor_accuracy_from_predict(run / "best.npz", data)
+    else:
+        result = eval_json(run / "best.npz")
+        assert result["data"].startswith("test split"), result["data"]
+        assert result["samples"] > 0
+    assert result[metric] >= minimum, f"{stem}: {metric} {result[metric]:.4f} < {minimum}"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG (config): configs/xor.yaml (quadratic cost, logistic output, numeric 0/1 target) is "
+    "inferred as regression, so `nnctl eval --json` reports mse/mae/r2 and no accuracy for the "
+    "'xor 100%' bar; `data.task: classification` in the config would report accuracy 1.0",
+)
+def test_xor_eval_reports_accuracy(tmp_path: Path) -> None:
+    run = train(CONFIGS / "xor.yaml", tmp_path / "run", "training.epochs=5")
+    data = write_csv(tmp_path / "xor.csv", ["x1", "x2", "y"], XOR_ROWS)
+    assert "accuracy" in eval_json(run / "best.npz", "--data", str(data))
