@@ -9,29 +9,49 @@ Keys (format version 1):
 * ``train_state``: 0-d string, JSON (random-generator states, position in the epoch, schedule and
   early-stopping state); ``opt_*``: the optimizer's state arrays
 
-Loading trusts nothing: the format marker and version, every expected key, shapes against the
-stored config, dtypes and finiteness are checked, and any problem is one ``CheckpointError``.
+Loading trusts nothing. The archive is read member by member with ``zipfile``, and every ``.npy``
+header is inspected before any data is read: an object dtype (a pickle, which could run code) is
+refused without being unpickled, and a header that claims more bytes than its member holds is
+refused before anything is allocated. Then the format marker and version, every expected key (and
+no other), shapes against the stored config, dtypes, finiteness, the class list, the normalization
+statistics, the training state and the optimizer state are checked. Any problem is one
+``CheckpointError`` that names the file and says what is wrong.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
+import warnings
 import zipfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
-from nnctl.config import Config, validate_config
-from nnctl.errors import CheckpointError, ConfigError
+from nnctl.config import MAX_PARAMETER_BYTES, Config, check_parameter_budget, validate_config
+from nnctl.errors import CheckpointError, ConfigError, TrainingFailed
 from nnctl.files import atomic_write_with
 
 FORMAT = "nnctl-checkpoint"
 FORMAT_VERSION = 1
 OPTIMIZER_PREFIX = "opt_"
+TASKS = ("classification", "multilabel", "regression")
 _JSON_KEYS = ("config", "meta", "train_state")
+_STRING_KEYS = ("feature_names", "target_names", "classes")
+#: Largest text member (config, meta, train_state, name lists) read from a checkpoint.
+MAX_TEXT_BYTES = 64 * 1024**2
+#: Largest total (uncompressed) size of a checkpoint: the parameter budget plus room for text.
+MAX_CHECKPOINT_BYTES = MAX_PARAMETER_BYTES + 1024**3
+_MAX_MEMBERS = 100_000
+_MAX_NPY_HEADER = 10_000
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: numpy dtype kinds a checkpoint may hold: bool, integers, floats, unicode text.
+_KINDS = {"b": "bool", "i": "integer", "u": "unsigned integer", "f": "float", "U": "text"}
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+_NPY_MAGIC = b"\x93NUMPY"
 
 
 @dataclass
@@ -56,13 +76,26 @@ class Checkpoint:
         return int(self.meta["epoch"])
 
 
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
 def save_checkpoint(path: Path | str, checkpoint: Checkpoint) -> None:
-    """Write atomically; the file is a plain zip of .npy arrays."""
+    """Write atomically; the file is a plain zip of .npy arrays.
+
+    nnctl never writes a checkpoint it would refuse to read: non-finite weights (a run that has
+    just diverged) are refused here, so the previous, finite file stays in place.
+    """
     arrays: dict[str, np.ndarray] = {}
     for index, (W, b) in enumerate(zip(checkpoint.weights, checkpoint.biases, strict=True), start=1):
-        arrays[f"W{index}"] = W
-        arrays[f"b{index}"] = b
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **checkpoint.meta}
+        for name, array in ((f"W{index}", W), (f"b{index}", b)):
+            if not np.all(np.isfinite(array)):
+                raise TrainingFailed(
+                    f"not writing {path}: {name} contains NaN or inf values",
+                    hint="the training diverged; lower the learning rate",
+                )
+            arrays[name] = array
+    meta = {**checkpoint.meta, "format": FORMAT, "format_version": FORMAT_VERSION}
     arrays["config"] = np.array(json.dumps(checkpoint.config.model_dump(mode="json")))
     arrays["meta"] = np.array(json.dumps(meta))
     arrays["train_state"] = np.array(json.dumps(checkpoint.train_state))
@@ -77,86 +110,329 @@ def save_checkpoint(path: Path | str, checkpoint: Checkpoint) -> None:
     atomic_write_with(path, lambda handle: np.savez(handle, **arrays))
 
 
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
 def load_checkpoint(path: Path | str) -> Checkpoint:
     """Read and validate a checkpoint; every problem is a ``CheckpointError`` naming the file."""
     path = Path(path)
-    arrays = _read_arrays(path)
-    meta = _read_meta(path, arrays)
-    config = _read_config(path, arrays)
-    layers = len(config.model.layers)
-    weights = [_array(path, arrays, f"W{i}") for i in range(1, layers + 1)]
-    biases = [_array(path, arrays, f"b{i}") for i in range(1, layers + 1)]
-    feature_names = _strings(path, arrays, "feature_names")
-    _check_layers(path, config, weights, biases, len(feature_names))
-    if f"W{layers + 1}" in arrays:
-        raise CheckpointError(f"{path}: holds more layers than its stored config describes")
-    classes = _strings(path, arrays, "classes") if "classes" in arrays else None
-    norm_shift = _float_vector(path, arrays, "norm_shift", len(feature_names))
-    norm_scale = _float_vector(path, arrays, "norm_scale", len(feature_names))
-    if np.any(norm_scale == 0):
-        raise CheckpointError(f"{path}: norm_scale contains zeros; the file is corrupt")
-    optimizer_state = {
-        key[len(OPTIMIZER_PREFIX) :]: arrays[key] for key in arrays if key.startswith(OPTIMIZER_PREFIX)
-    }
-    return Checkpoint(
-        weights=weights,
-        biases=biases,
-        config=config,
-        meta=meta,
-        feature_names=feature_names,
-        target_names=_strings(path, arrays, "target_names"),
-        classes=classes,
-        norm_shift=norm_shift,
-        norm_scale=norm_scale,
-        train_state=_json(path, arrays, "train_state") if "train_state" in arrays else {},
-        optimizer_state=optimizer_state,
-        path=path,
-    )
-
-
-def _read_arrays(path: Path) -> dict[str, np.ndarray]:
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such checkpoint", hint="train one with `nnctl train CONFIG`")
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a directory", hint=f"did you mean {path / 'best.npz'}?")
+    _check_file(path)
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {key: npz[key] for key in npz.files}
-    except ValueError as exc:
-        if "pickle" in str(exc).lower():
-            raise CheckpointError(
-                f"{path}: contains pickled Python objects, which nnctl never loads (they can run code)"
-            ) from None
-        raise CheckpointError(f"{path}: not a valid .npz checkpoint ({exc})") from None
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, KeyError) as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. numpy's "created on Python 2" header warning
+            with zipfile.ZipFile(path) as archive:
+                return _Reader(path, archive).checkpoint()
+    except CheckpointError:
+        raise
+    except MemoryError:
+        raise CheckpointError(f"{path}: too large to load into memory") from None
+    except Exception as exc:  # any other failure to parse a stranger's bytes: a corrupt file
         raise CheckpointError(
-            f"{path}: not a readable .npz checkpoint (truncated or corrupt: {exc})"
+            f"{path}: not a readable .npz checkpoint (truncated or corrupt: {_reason(exc)})"
         ) from None
 
 
-def _json(path: Path, arrays: dict[str, np.ndarray], key: str) -> dict[str, Any]:
-    value = arrays.get(key)
-    if value is None:
-        raise CheckpointError(f"{path}: missing '{key}'; not an nnctl checkpoint")
-    if value.shape != () or value.dtype.kind != "U":
-        raise CheckpointError(f"{path}: '{key}' must be a 0-d string array")
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+
+
+def _check_file(path: Path) -> None:
     try:
-        parsed = json.loads(str(value))
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path}: '{key}' is not valid JSON ({exc})") from None
-    if not isinstance(parsed, dict):
-        raise CheckpointError(f"{path}: '{key}' must be a JSON object")
-    return parsed
+        if not path.exists():
+            raise CheckpointError(f"{path}: no such checkpoint", hint="train one with `nnctl train CONFIG`")
+        if path.is_dir():
+            raise CheckpointError(f"{path}: is a directory", hint=f"did you mean {path / 'best.npz'}?")
+        with path.open("rb") as handle:
+            head = handle.read(8)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read the checkpoint ({exc.strerror or exc})") from None
+    except ValueError as exc:  # e.g. a NUL byte in the name
+        raise CheckpointError(f"{path}: not a usable path ({exc})") from None
+    if not head:
+        raise CheckpointError(f"{path}: the file is empty; not an nnctl checkpoint")
+    if head.startswith(_NPY_MAGIC):
+        raise CheckpointError(f"{path}: a single .npy array, not an .npz checkpoint written by nnctl train")
+    if not head.startswith(_ZIP_MAGIC):
+        raise CheckpointError(
+            f"{path}: not an .npz checkpoint (the file does not start with a zip signature; "
+            f"first bytes {head[:4]!r})"
+        )
 
 
-def _read_meta(path: Path, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
-    if "meta" not in arrays:
-        raise CheckpointError(f"{path}: no 'meta' entry; this .npz was not written by nnctl")
-    meta = _json(path, arrays, "meta")
+@dataclass
+class _Member:
+    info: zipfile.ZipInfo
+    shape: tuple[int, ...]
+    fortran: bool
+    dtype: np.dtype
+    offset: int  # where the data start, after the .npy header
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
+
+
+class _Reader:
+    """One pass over a checkpoint archive: headers first, data only once they are known to fit."""
+
+    def __init__(self, path: Path, archive: zipfile.ZipFile) -> None:
+        self.path = path
+        self.archive = archive
+        self.members: dict[str, _Member] = {}
+        infos = archive.infolist()
+        if len(infos) > _MAX_MEMBERS:
+            raise CheckpointError(f"{path}: {len(infos):,} archive members; not an nnctl checkpoint")
+        total = sum(info.file_size for info in infos)
+        if total > MAX_CHECKPOINT_BYTES:
+            raise CheckpointError(
+                f"{path}: declares {total:,} bytes of arrays, over the {MAX_CHECKPOINT_BYTES:,} limit"
+            )
+        for info in infos:
+            key = info.filename[:-4] if info.filename.endswith(".npy") else None
+            if key is None or not _KEY.match(key):
+                raise CheckpointError(
+                    f"{path}: unexpected archive member {info.filename!r}; not an nnctl checkpoint"
+                )
+            if key in self.members:
+                raise CheckpointError(f"{path}: the array '{key}' appears twice; the file was tampered with")
+            self.members[key] = self._header(key, info)
+
+    def _header(self, key: str, info: zipfile.ZipInfo) -> _Member:
+        with self.archive.open(info) as handle:
+            version = np.lib.format.read_magic(handle)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle, _MAX_NPY_HEADER)
+            elif version == (2, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle, _MAX_NPY_HEADER)
+            else:
+                raise CheckpointError(
+                    f"{self.path}: '{key}' uses .npy format {version}, which nnctl never wrote"
+                )
+            offset = handle.tell()
+        if dtype.hasobject:
+            raise CheckpointError(
+                f"{self.path}: '{key}' contains pickled Python objects, which nnctl never loads "
+                "(they can run code)"
+            )
+        if dtype.kind not in _KINDS or dtype.fields is not None or dtype.subdtype is not None:
+            raise CheckpointError(
+                f"{self.path}: '{key}' has dtype {dtype}; a checkpoint holds only numbers and text"
+            )
+        if dtype.itemsize == 0 or any(not isinstance(n, int) or n < 0 for n in shape):
+            raise CheckpointError(f"{self.path}: '{key}' has an invalid header ({dtype}, shape {shape})")
+        member = _Member(info, tuple(shape), bool(fortran), dtype, offset)
+        if offset + member.nbytes != info.file_size:
+            raise CheckpointError(
+                f"{self.path}: '{key}' declares {member.nbytes:,} bytes of data ({dtype}, shape "
+                f"{tuple(shape)}) but holds {info.file_size - offset:,}; the file is truncated or corrupt"
+            )
+        return member
+
+    def has(self, key: str) -> bool:
+        return key in self.members
+
+    def header(self, key: str, needed_for: str = "the stored config needs it") -> _Member:
+        if key not in self.members:
+            raise CheckpointError(f"{self.path}: missing array '{key}' ({needed_for})")
+        return self.members[key]
+
+    def read(self, key: str) -> np.ndarray:
+        member = self.header(key)
+        if member.dtype.kind == "U" and member.nbytes > MAX_TEXT_BYTES:
+            raise CheckpointError(f"{self.path}: '{key}' holds {member.nbytes:,} bytes of text; too large")
+        with self.archive.open(member.info) as handle:
+            _skip(handle, member.offset)
+            flat = np.empty(math.prod(member.shape), dtype=member.dtype)
+            view = flat.view(np.uint8)
+            got = handle.readinto(view) if view.size else 0
+            if got != view.size or handle.read(1):  # reading to the end also checks the CRC
+                raise CheckpointError(f"{self.path}: '{key}' is truncated")
+        if member.fortran:
+            return np.ascontiguousarray(flat.reshape(member.shape[::-1]).T)
+        return flat.reshape(member.shape)
+
+    # -- the checkpoint, field by field --------------------------------------------------------
+    def checkpoint(self) -> Checkpoint:
+        path = self.path
+        if not self.has("meta"):
+            raise CheckpointError(f"{path}: no 'meta' entry; this .npz was not written by nnctl")
+        meta = _check_meta(path, self._json("meta"))
+        config = self._config()
+        layers = len(config.model.layers)
+        feature_names = self._strings("feature_names")
+        if not feature_names:
+            raise CheckpointError(f"{path}: 'feature_names' is empty; the model needs at least one input")
+        if len(set(feature_names)) != len(feature_names):
+            raise CheckpointError(f"{path}: 'feature_names' repeats a name")
+        try:
+            check_parameter_budget(config, len(feature_names))
+        except ConfigError as exc:
+            raise CheckpointError(f"{path}: {exc.message}") from None
+        dtype = np.dtype(config.dtype)
+        # Shapes and dtypes are checked on the headers, before any weight is read.
+        fan_in = len(feature_names)
+        for index, layer in enumerate(config.model.layers, start=1):
+            self._expect(f"W{index}", (layer.units, fan_in), dtype)
+            self._expect(f"b{index}", (layer.units,), dtype)
+            fan_in = layer.units
+        weights = [self._finite(f"W{i}") for i in range(1, layers + 1)]
+        biases = [self._finite(f"b{i}") for i in range(1, layers + 1)]
+        target_names = self._strings("target_names")
+        classes = self._strings("classes") if self.has("classes") else None
+        _check_targets(path, config, meta["task"], target_names, classes)
+        norm_shift = self._float_vector("norm_shift", len(feature_names))
+        norm_scale = self._float_vector("norm_scale", len(feature_names))
+        if np.any(norm_scale <= 0):
+            raise CheckpointError(f"{path}: norm_scale holds zero or negative values; the file is corrupt")
+        train_state = _check_train_state(path, self._json("train_state"), meta, config)
+        optimizer_state = self._optimizer_state(config, weights, biases)
+        known = {"meta", "config", "train_state", "feature_names", "target_names", "classes"}
+        known |= {"norm_shift", "norm_scale"} | {f"{p}{i}" for p in "Wb" for i in range(1, layers + 1)}
+        known |= {OPTIMIZER_PREFIX + key for key in optimizer_state}
+        extra = sorted(set(self.members) - known)
+        if extra:
+            listed = ", ".join(f"'{k}'" for k in extra[:5]) + (
+                f" and {len(extra) - 5} more" if len(extra) > 5 else ""
+            )
+            if f"W{layers + 1}" in extra:
+                raise CheckpointError(
+                    f"{path}: holds more layers than its stored config describes ({listed})"
+                )
+            raise CheckpointError(
+                f"{path}: holds unexpected arrays {listed}, which are not part of checkpoint format "
+                f"{FORMAT_VERSION}; the file was not written by nnctl or was tampered with"
+            )
+        return Checkpoint(
+            weights=weights,
+            biases=biases,
+            config=config,
+            meta=meta,
+            feature_names=feature_names,
+            target_names=target_names,
+            classes=classes,
+            norm_shift=norm_shift,
+            norm_scale=norm_scale,
+            train_state=train_state,
+            optimizer_state=optimizer_state,
+            path=path,
+        )
+
+    def _json(self, key: str) -> dict[str, Any]:
+        member = self.header(key, "every nnctl checkpoint has it")
+        if member.shape != () or member.dtype.kind != "U":
+            raise CheckpointError(
+                f"{self.path}: '{key}' must be a 0-d string array, not {member.dtype} {member.shape}"
+            )
+        try:
+            parsed = json.loads(str(self.read(key)[()]))
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, huge integers, deep nesting
+            raise CheckpointError(f"{self.path}: '{key}' is not valid JSON ({_reason(exc)})") from None
+        if not isinstance(parsed, dict):
+            raise CheckpointError(f"{self.path}: '{key}' must be a JSON object, not {type(parsed).__name__}")
+        return parsed
+
+    def _config(self) -> Config:
+        raw = self._json("config")
+        try:
+            return validate_config(raw, f"{self.path} (stored config)")
+        except ConfigError as exc:
+            raise CheckpointError(str(exc)) from None
+        except RecursionError:
+            raise CheckpointError(f"{self.path}: the stored config is nested too deeply") from None
+
+    def _strings(self, key: str) -> list[str]:
+        member = self.header(key, "every nnctl checkpoint has it")
+        if len(member.shape) != 1 or member.dtype.kind != "U":
+            raise CheckpointError(
+                f"{self.path}: '{key}' must be a 1-d string array, not {member.dtype} {member.shape}"
+            )
+        return [str(v) for v in self.read(key)]
+
+    def _expect(self, key: str, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        member = self.header(key)
+        if member.shape != shape:
+            raise CheckpointError(
+                f"{self.path}: {key} has shape {member.shape}, the stored config needs {shape}"
+            )
+        if member.dtype != dtype:
+            raise CheckpointError(f"{self.path}: {key} is {member.dtype}, the stored config says {dtype}")
+
+    def _finite(self, key: str) -> np.ndarray:
+        array = self.read(key)
+        if not np.all(np.isfinite(array)):
+            raise CheckpointError(f"{self.path}: {key} contains NaN or inf values")
+        return array
+
+    def _float_vector(self, key: str, size: int) -> np.ndarray:
+        member = self.header(key, "every nnctl checkpoint has it")
+        if member.dtype != np.float64 or member.shape != (size,):
+            raise CheckpointError(
+                f"{self.path}: '{key}' must be float64 of shape ({size},), not {member.dtype} {member.shape}"
+            )
+        value = self.read(key)
+        if not np.all(np.isfinite(value)):
+            raise CheckpointError(f"{self.path}: '{key}' contains NaN or inf")
+        return value
+
+    def _optimizer_state(
+        self, config: Config, weights: list[np.ndarray], biases: list[np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        """Exactly the arrays the configured optimizer keeps, with the shapes of the parameters."""
+        params = [p for pair in zip(weights, biases, strict=True) for p in pair]
+        expected = config.training.optimizer.init(params)
+        optimizer = config.training.optimizer.name
+        stored = {k[len(OPTIMIZER_PREFIX) :] for k in self.members if k.startswith(OPTIMIZER_PREFIX)}
+        unexpected = sorted(stored - set(expected))
+        if unexpected:
+            raise CheckpointError(
+                f"{self.path}: optimizer state '{OPTIMIZER_PREFIX}{unexpected[0]}' does not belong to "
+                f"the stored optimizer ({optimizer})"
+            )
+        state: dict[str, np.ndarray] = {}
+        for key, template in expected.items():
+            name = OPTIMIZER_PREFIX + key
+            member = self.header(name, f"the {optimizer} optimizer's state; resume needs it")
+            if member.shape != template.shape or member.dtype != template.dtype:
+                raise CheckpointError(
+                    f"{self.path}: {name} is {member.dtype} {member.shape}, the {optimizer} optimizer "
+                    f"needs {template.dtype} {template.shape}"
+                )
+            value = self._finite(name)
+            if key == "step" and int(value) < 0:
+                raise CheckpointError(f"{self.path}: {name} is negative")
+            state[key] = value
+        return state
+
+
+def _skip(handle: IO[bytes], count: int) -> None:
+    while count > 0:
+        chunk = handle.read(min(count, 1 << 16))
+        if not chunk:
+            raise EOFError("unexpected end of member")
+        count -= len(chunk)
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation of the JSON parts
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_meta(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
     if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: format marker is {meta.get('format')!r}, not {FORMAT!r}")
+        raise CheckpointError(
+            f"{path}: format marker is {meta.get('format')!r}, not {FORMAT!r}; not an nnctl checkpoint"
+        )
     version = meta.get("format_version")
-    if not isinstance(version, int) or version < 1:
+    if not _is_int(version) or version < 1:
         raise CheckpointError(f"{path}: format_version {version!r} is not a version nnctl ever wrote")
     if version > FORMAT_VERSION:
         raise CheckpointError(
@@ -164,59 +440,122 @@ def _read_meta(path: Path, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
             f"this nnctl reads format {FORMAT_VERSION}",
             hint="upgrade nnctl (pip install -U nnctl)",
         )
-    if not isinstance(meta.get("epoch"), int) or meta["epoch"] < 0:
-        raise CheckpointError(f"{path}: meta.epoch must be a non-negative integer")
+    for key in ("epoch", "batch"):
+        if key in meta or key == "epoch":
+            value = meta.get(key)
+            if not _is_int(value) or value < 0:
+                raise CheckpointError(f"{path}: meta.{key} must be a non-negative integer, not {value!r}")
+    if meta.get("task") not in TASKS:
+        raise CheckpointError(
+            f"{path}: meta.task is {meta.get('task')!r}; expected one of: {', '.join(TASKS)}"
+        )
+    for key in ("nnctl_version", "data_source", "data_path", "saved_at"):
+        if key in meta and not isinstance(meta[key], str):
+            raise CheckpointError(f"{path}: meta.{key} must be a string, not {meta[key]!r}")
+    if "data_path" in meta and "\x00" in meta["data_path"]:
+        raise CheckpointError(f"{path}: meta.data_path is not a usable path")
+    if "metrics" in meta and not isinstance(meta["metrics"], dict):
+        raise CheckpointError(f"{path}: meta.metrics must be a mapping")
     return meta
 
 
-def _read_config(path: Path, arrays: dict[str, np.ndarray]) -> Config:
-    raw = _json(path, arrays, "config")
-    try:
-        return validate_config(raw, f"{path} (stored config)")
-    except ConfigError as exc:
-        raise CheckpointError(str(exc)) from None
-
-
-def _array(path: Path, arrays: dict[str, np.ndarray], key: str) -> np.ndarray:
-    if key not in arrays:
-        raise CheckpointError(f"{path}: missing array '{key}' (the stored config needs it)")
-    return arrays[key]
-
-
-def _strings(path: Path, arrays: dict[str, np.ndarray], key: str) -> list[str]:
-    value = _array(path, arrays, key)
-    if value.ndim != 1 or value.dtype.kind != "U":
-        raise CheckpointError(f"{path}: '{key}' must be a 1-d string array, not {value.dtype} {value.shape}")
-    return [str(v) for v in value]
-
-
-def _float_vector(path: Path, arrays: dict[str, np.ndarray], key: str, size: int) -> np.ndarray:
-    value = _array(path, arrays, key)
-    if value.dtype != np.float64 or value.shape != (size,):
-        raise CheckpointError(
-            f"{path}: '{key}' must be float64 of shape ({size},), not {value.dtype} {value.shape}"
-        )
-    if not np.all(np.isfinite(value)):
-        raise CheckpointError(f"{path}: '{key}' contains NaN or inf")
-    return value
-
-
-def _check_layers(
-    path: Path, config: Config, weights: list[np.ndarray], biases: list[np.ndarray], input_units: int
+def _check_targets(
+    path: Path, config: Config, task: str, target_names: list[str], classes: list[str] | None
 ) -> None:
-    dtype = np.dtype(config.dtype)
-    fan_in = input_units
-    for index, (W, b, layer) in enumerate(zip(weights, biases, config.model.layers, strict=True), start=1):
-        expected = (layer.units, fan_in)
-        if W.shape != expected:
-            raise CheckpointError(f"{path}: W{index} has shape {W.shape}, the stored config needs {expected}")
-        if b.shape != (layer.units,):
+    """The task, the target columns and the class list must fit the stored config's output layer."""
+    units = config.model.layers[-1].units
+    requested = config.data.task
+    if requested != "auto" and requested != task:
+        raise CheckpointError(f"{path}: meta.task is {task!r} but the stored config says {requested!r}")
+    cost = config.cost.name
+    if requested == "auto":
+        allowed = {
+            "cce": {"classification"},
+            "bce": {"classification" if units == 1 else "multilabel"},
+            "quadratic": {"classification", "regression"},
+        }.get(cost, set(TASKS))
+        if task not in allowed:
+            raise CheckpointError(f"{path}: meta.task {task!r} does not fit the stored cost {cost!r}")
+    if task == "classification":
+        if len(target_names) != 1:
+            raise CheckpointError(f"{path}: classification needs one target name, found {len(target_names)}")
+        if classes is None:
+            raise CheckpointError(f"{path}: missing array 'classes' (a classifier needs its class labels)")
+        if len(classes) < 2 or len(set(classes)) != len(classes):
+            raise CheckpointError(f"{path}: 'classes' must hold 2 or more distinct labels, not {classes!r}")
+        if units != len(classes) and not (units == 1 and len(classes) == 2):
             raise CheckpointError(
-                f"{path}: b{index} has shape {b.shape}, the stored config needs ({layer.units},)"
+                f"{path}: {len(classes)} classes do not fit the output layer's {units} units"
             )
-        for name, array in ((f"W{index}", W), (f"b{index}", b)):
-            if array.dtype != dtype:
-                raise CheckpointError(f"{path}: {name} is {array.dtype}, the stored config says {dtype}")
-            if not np.all(np.isfinite(array)):
-                raise CheckpointError(f"{path}: {name} contains NaN or inf values")
-        fan_in = layer.units
+        return
+    if classes is not None:
+        raise CheckpointError(f"{path}: holds 'classes', but its task is {task}")
+    if len(target_names) != units:
+        raise CheckpointError(
+            f"{path}: {len(target_names)} target names do not fit the output layer's {units} units"
+        )
+
+
+#: LoopState fields and the checks on their JSON values (fields not listed: any JSON value).
+_LOOP_CHECKS = {
+    "epoch": ("a non-negative integer", lambda v: _is_int(v) and v >= 0),
+    "batch": ("a non-negative integer", lambda v: _is_int(v) and v >= 0),
+    "step": ("a non-negative integer", lambda v: _is_int(v) and v >= 0),
+    "best_epoch": ("a non-negative integer", lambda v: _is_int(v) and v >= 0),
+    "wait": ("a non-negative integer", lambda v: _is_int(v) and v >= 0),
+    "loss_sum": ("a finite number", _is_number),
+    "best_value": ("a finite number or null", lambda v: v is None or _is_number(v)),
+    "stopped_early": ("true or false", lambda v: isinstance(v, bool)),
+    "epoch_start_shuffle": ("a generator state or null", lambda v: v is None or _valid_generator(v)),
+    "schedule": ("a mapping", lambda v: isinstance(v, dict)),
+}
+
+
+def _valid_generator(state: Any) -> bool:
+    if not isinstance(state, dict):
+        return False
+    try:
+        np.random.default_rng(0).bit_generator.state = state
+    except (ValueError, TypeError, KeyError, OverflowError, IndexError):
+        return False
+    return True
+
+
+def _check_train_state(
+    path: Path, state: dict[str, Any], meta: dict[str, Any], config: Config
+) -> dict[str, Any]:
+    """What resume needs: the loop position, the generator states and the schedule state."""
+    from dataclasses import fields
+
+    from nnctl.training import LoopState  # here: nnctl.training imports this module
+
+    loop, generators = state.get("loop"), state.get("generators")
+    if not isinstance(loop, dict) or not isinstance(generators, dict):
+        raise CheckpointError(f"{path}: train_state needs 'loop' and 'generators' mappings")
+    names = {f.name for f in fields(LoopState)}
+    unknown = sorted(set(loop) - names)
+    if unknown:
+        raise CheckpointError(f"{path}: train_state.loop has unknown key '{unknown[0]}'")
+    for key, value in loop.items():
+        what, valid = _LOOP_CHECKS.get(key, ("", lambda v: True))
+        if not valid(value):
+            raise CheckpointError(f"{path}: train_state.loop.{key} must be {what}, not {value!r}")
+    for key in ("epoch", "batch"):
+        if key in loop and key in meta and loop[key] != meta[key]:
+            raise CheckpointError(
+                f"{path}: train_state.loop.{key} ({loop[key]}) differs from meta.{key} ({meta[key]})"
+            )
+    mid_epoch = loop.get("batch", 0) > 0
+    if mid_epoch and config.data.shuffle and loop.get("epoch_start_shuffle") is None:
+        raise CheckpointError(f"{path}: saved mid-epoch without the epoch's shuffle state")
+    schedule = loop.get("schedule", {})
+    expected = config.training.schedule.initial_state()
+    if set(schedule) != set(expected) or not all(v is None or _is_number(v) for v in schedule.values()):
+        raise CheckpointError(
+            f"{path}: train_state.loop.schedule {schedule!r} does not fit the stored schedule "
+            f"({config.training.schedule.name}: keys {sorted(expected)})"
+        )
+    for name in ("shuffle", "dropout"):
+        if not _valid_generator(generators.get(name)):
+            raise CheckpointError(f"{path}: train_state.generators.{name} is not a valid generator state")
+    return state

@@ -92,7 +92,7 @@ def train(
         bool, typer.Option("--force", help="Overwrite a run folder that holds a checkpoint.")
     ] = False,
     deterministic: Annotated[
-        bool, typer.Option(help="Pin BLAS to one thread: identical results anywhere.")
+        bool, typer.Option(help="Pin BLAS to one thread: identical results across thread counts.")
     ] = False,
     quiet: QuietOption = False,
 ) -> None:

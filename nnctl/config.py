@@ -351,7 +351,8 @@ def describe_error(error: dict[str, Any], raw: Any) -> str:
         names = list(REGISTRIES.get(family, {})) or [
             t.strip("' ") for t in error["ctx"]["expected_tags"].split(",")
         ]
-        hint = _did_you_mean(str(tag), names)
+        close = difflib.get_close_matches(str(tag), names, n=1, cutoff=0.5)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
         return f"{where}: unknown {family or 'name'} {tag!r}{hint} (choose one of: {', '.join(names)})"
     if kind == "union_tag_not_found":
         return f"{where}: needs a name (e.g. {{name: ...}})"

@@ -623,7 +623,28 @@ def _spirals(points: int = 100, classes: int = 3) -> Table:
     )
 
 
-BUILTINS: dict[str, Callable[[], Table]] = {"builtin:xor": _xor, "builtin:spirals": _spirals}
+def _circles(points: int = 400) -> Table:
+    """Binary toy set: 2-D points inside (label 1) or outside (0) a circle of radius 0.6, fixed seed."""
+    rng = np.random.default_rng(20240612)
+    x = rng.uniform(-1.0, 1.0, size=(points, 2))
+    y = (np.hypot(x[:, 0], x[:, 1]) < 0.6).astype(np.float64)[:, None]
+    return Table(x=x, y=y, feature_names=["x1", "x2"], target_names=["inside"], source="builtin:circles")
+
+
+def _sine(points: int = 400) -> Table:
+    """Regression toy set: y = sin(3 x) + noise for x in [-1, 1], fixed seed."""
+    rng = np.random.default_rng(20240613)
+    x = rng.uniform(-1.0, 1.0, size=(points, 1))
+    y = np.sin(3.0 * x) + rng.normal(0.0, 0.05, size=(points, 1))
+    return Table(x=x, y=y, feature_names=["x"], target_names=["y"], source="builtin:sine")
+
+
+BUILTINS: dict[str, Callable[[], Table]] = {
+    "builtin:xor": _xor,
+    "builtin:spirals": _spirals,
+    "builtin:circles": _circles,
+    "builtin:sine": _sine,
+}
 
 
 def _load_builtin(

@@ -14,8 +14,10 @@ Gradients are of the *mean* cost over the batch.
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -76,8 +78,54 @@ class Trace:
     masks: list[Array | None]  # inverted-dropout masks on each layer's output, None when off
 
 
+class ForwardBuffers:
+    """The arrays a forward pass over B rows writes: z^l and a^l of every layer and, under
+    dropout, the mask on a^l, the next layer's input a^l * mask and the mask's uniform draws.
+
+    ``Network.forward_pass`` fills a new set (its trace is the caller's to keep);
+    ``Network.gradients`` and ``Network.loss`` reuse the network's set for the batch size.
+    """
+
+    def __init__(self, layers: Sequence[DenseLayer], batch: int, dtype: np.dtype) -> None:
+        self.shapes = tuple(layer.W.shape for layer in layers)
+        self.z = [np.empty((batch, layer.units), dtype=dtype) for layer in layers]
+        self.a = [np.empty((batch, layer.units), dtype=dtype) for layer in layers]
+        self.dropout: dict[int, tuple[Array, Array, Array]] = {}
+
+    def dropout_buffers(self, index: int) -> tuple[Array, Array, Array]:
+        """(mask, a * mask, float64 uniform draws) for layer ``index``, made on first use."""
+        if index not in self.dropout:
+            a = self.a[index]
+            self.dropout[index] = (np.empty_like(a), np.empty_like(a), np.empty(a.shape, dtype=np.float64))
+        return self.dropout[index]
+
+
+class BackwardBuffers:
+    """What backprop over B rows writes besides the gradients it returns: s^l of each hidden
+    layer (holding dC/da^l (1.21) until sigma' is applied) and B ones, which make the bias
+    gradient, the sum of s over the batch, one matrix-vector product."""
+
+    def __init__(self, layers: Sequence[DenseLayer], batch: int, dtype: np.dtype) -> None:
+        self.shapes = tuple(layer.W.shape for layer in layers)
+        self.s = [np.empty((batch, layer.units), dtype=dtype) for layer in layers[:-1]]
+        self.ones = np.ones(batch, dtype=dtype)
+
+
+Buffers = TypeVar("Buffers", ForwardBuffers, BackwardBuffers)
+
+
 class Network:
-    """A stack of dense layers with a cost; computes losses and gradients of the mean cost."""
+    """A stack of dense layers with a cost; computes losses and gradients of the mean cost.
+
+    The network keeps scratch buffers (``ForwardBuffers``, ``BackwardBuffers``) for the few
+    batch sizes it last trained on, per thread, so that a training step allocates nothing but
+    the gradients it returns. They carry nothing from one call to the next; copies, pickles and
+    ``astype`` start without them.
+    """
+
+    #: Buffer sets kept per kind, least recently used dropped first. A trainer needs two: its
+    #: batch size and the shorter last batch of an epoch.
+    cached_buffer_sets: int = 4
 
     def __init__(self, layers: Sequence[DenseLayer], cost: Cost, *, fused: bool = True) -> None:
         if not layers:
@@ -85,6 +133,13 @@ class Network:
         self.layers = list(layers)
         self.cost = cost
         self.rule: OutputRule = output_rule(cost, self.layers[-1].activation, allow_fused=fused)
+        self._buffers: dict[tuple, ForwardBuffers | BackwardBuffers] = {}
+
+    def __getstate__(self) -> dict[str, object]:
+        """Copies and pickles leave the scratch buffers behind."""
+        state = self.__dict__.copy()
+        state["_buffers"] = {}
+        return state
 
     @classmethod
     def build(
@@ -164,25 +219,33 @@ class Network:
         return a
 
     def forward_pass(self, x: Array, rng: np.random.Generator | None = None) -> Trace:
-        """Forward pass keeping z, a for backprop; dropout is applied only when ``rng`` is given."""
-        trace = Trace(z=[], a=[], inputs=[], masks=[])
-        inp = x
+        """Forward pass keeping z, a for backprop; dropout is applied only when ``rng`` is given.
+
+        The trace's arrays are new ones, the caller's to keep. Arithmetic runs in the dtype of
+        ``x`` and the weights together, as ``x @ W.T`` would.
+        """
+        x = np.asarray(x)
+        return self._forward(x, rng, ForwardBuffers(self.layers, x.shape[0], np.result_type(x, self.dtype)))
+
+    def _forward(self, x: Array, rng: np.random.Generator | None, buffers: ForwardBuffers) -> Trace:
+        """(1.3)-(1.4) layer by layer, written into ``buffers``; the trace refers to them."""
+        inputs: list[Array] = [x]
+        masks: list[Array | None] = []
         last = len(self.layers) - 1
         for index, layer in enumerate(self.layers):
-            z = inp @ layer.W.T  # (1.3)
+            z, a = buffers.z[index], buffers.a[index]
+            np.matmul(inputs[index], layer.W.T, out=z)  # (1.3), batch-major: z = a^{l-1} W^T + b
             z += layer.b
-            a = layer.activation.forward(z)  # (1.4) / (2.7)
-            trace.inputs.append(inp)
-            trace.z.append(z)
-            trace.a.append(a)
+            layer.activation.forward(z, out=a)  # (1.4) / (2.7)
             mask = None
-            if rng is not None and layer.dropout > 0.0 and index < last:
-                mask = dropout_mask(rng, a.shape, layer.dropout, a.dtype)
-                inp = a * mask
-            else:
-                inp = a
-            trace.masks.append(mask)
-        return trace
+            if index < last and rng is not None and layer.dropout > 0.0:
+                mask, dropped, uniform = buffers.dropout_buffers(index)
+                _draw_dropout_mask(rng, layer.dropout, mask, uniform)
+                inputs.append(np.multiply(a, mask, out=dropped))
+            elif index < last:
+                inputs.append(a)
+            masks.append(mask)
+        return Trace(z=list(buffers.z), a=list(buffers.a), inputs=inputs, masks=masks)
 
     # -- cost -------------------------------------------------------------------------------
     def per_sample_loss(self, trace: Trace, t: Array) -> Array:
@@ -192,27 +255,32 @@ class Network:
     def loss(self, x: Array, t: Array) -> float:
         """Mean cost over the rows of x (no dropout)."""
         x = np.asarray(x, dtype=self.dtype)
-        return float(self.per_sample_loss(self.forward_pass(x), t).mean())
+        trace = self._forward(x, None, self._cached(ForwardBuffers, x.shape[0], self.dtype))
+        return float(self.per_sample_loss(trace, t).mean())
 
     # -- backward ---------------------------------------------------------------------------
     def backward(self, trace: Trace, t: Array) -> list[Array]:
-        """Gradients of the mean cost, parallel to ``parameters()``.
+        """Gradients of the mean cost, parallel to ``parameters()``: new arrays on every call.
 
         s^L from the output rule ((2.21), (2.28) or J^L lambda' (2.16)); then for each layer
         dC/dW = s^T a^{l-1} (1.29)/(1.32), dC/db = sum of s, and s^{l-1} = J^{l-1} W^T s (2.12).
+        Arithmetic runs in the dtype of s^L (that of z^L and t together).
         """
         batch = trace.z[-1].shape[0]
         s = self.rule.sensitivity(trace.z[-1], trace.a[-1], t)
         s *= 1.0 / batch  # gradient of the mean: scale once, at the top
+        buffers = self._cached(BackwardBuffers, batch, s.dtype)
         grads: list[Array] = [None] * (2 * len(self.layers))  # type: ignore[list-item]
         for index in range(len(self.layers) - 1, -1, -1):
             layer = self.layers[index]
-            grads[2 * index] = s.T @ trace.inputs[index]  # (1.29), summed over the batch
-            grads[2 * index + 1] = s.sum(axis=0)
+            dW = grads[2 * index] = np.empty(layer.W.shape, dtype=s.dtype)
+            np.matmul(s.T, trace.inputs[index], out=dW)  # (1.29), summed over the batch
+            db = grads[2 * index + 1] = np.empty(layer.b.shape, dtype=s.dtype)
+            np.matmul(buffers.ones, s, out=db)  # the sum of s over the batch, as ones^T s
             if index == 0:
                 break
-            g = s @ layer.W  # dC/da^{l-1} = W^T s (1.21), batch-major
             below = index - 1
+            g = np.matmul(s, layer.W, out=buffers.s[below])  # dC/da^{l-1} = W^T s (1.21), batch-major
             if trace.masks[below] is not None:
                 g *= trace.masks[below]
             s = self.layers[below].activation.backward(
@@ -223,10 +291,28 @@ class Network:
     def gradients(
         self, x: Array, t: Array, rng: np.random.Generator | None = None
     ) -> tuple[float, list[Array]]:
-        """(mean loss, gradients) for one batch."""
-        trace = self.forward_pass(x, rng)
+        """(mean loss, gradients) for one batch: ``forward_pass``, the mean cost, ``backward``.
+
+        The forward pass writes into the buffers this network keeps for the batch size, so a
+        step allocates only the gradients it returns (new arrays, the caller's to keep).
+        """
+        x = np.asarray(x)
+        buffers = self._cached(ForwardBuffers, x.shape[0], np.result_type(x, self.dtype))
+        trace = self._forward(x, rng, buffers)
         loss = float(self.per_sample_loss(trace, t).mean())
         return loss, self.backward(trace, t)
+
+    def _cached(self, kind: type[Buffers], batch: int, dtype: np.dtype) -> Buffers:
+        """This network's ``kind`` buffers for the batch size, dtype and calling thread."""
+        cache = self.__dict__.setdefault("_buffers", {})
+        key = (kind, batch, np.dtype(dtype), threading.get_ident())
+        buffers = cache.pop(key, None)
+        if buffers is None or buffers.shapes != tuple(layer.W.shape for layer in self.layers):
+            buffers = kind(self.layers, batch, np.dtype(dtype))
+        cache[key] = buffers  # most recently used last
+        while len(cache) > 2 * self.cached_buffer_sets:
+            del cache[next(iter(cache))]
+        return buffers
 
     # -- display ----------------------------------------------------------------------------
     def describe_layers(self) -> list[dict[str, object]]:
@@ -252,9 +338,17 @@ class Network:
 
 def dropout_mask(rng: np.random.Generator, shape: tuple[int, ...], rate: float, dtype: np.dtype) -> Array:
     """Inverted dropout: keep each unit with probability 1 - rate and scale by 1/(1 - rate)."""
+    mask = np.empty(shape, dtype=dtype)
+    _draw_dropout_mask(rng, rate, mask, np.empty(shape, dtype=np.float64))
+    return mask
+
+
+def _draw_dropout_mask(rng: np.random.Generator, rate: float, mask: Array, uniform: Array) -> None:
+    """``dropout_mask`` written into ``mask``, drawing into the float64 scratch ``uniform``."""
     keep = 1.0 - rate
-    mask = rng.random(shape, dtype=np.float64) < keep
-    return mask.astype(dtype) * (1.0 / keep)
+    rng.random(out=uniform)  # the draws of rng.random(shape, dtype=np.float64)
+    np.less(uniform, keep, out=mask)  # 1 for a kept unit, 0 for a dropped one
+    mask *= 1.0 / keep
 
 
 def _can_overwrite(activation: Activation) -> bool:

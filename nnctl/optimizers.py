@@ -6,11 +6,13 @@ flat dict of arrays, ``update(params, grads, state, lr, decay_mask)`` changes pa
 place. Nothing else is hidden, so a checkpoint stores the dict as it is and resume is bit-exact.
 
 ``params`` and ``grads`` are parallel lists of arrays; ``decay_mask[i]`` says whether params[i]
-is a weight matrix (decoupled weight decay never touches biases).
+is a weight matrix (decoupled weight decay never touches biases). ``lr`` is used as a Python
+float, so a float32 parameter is updated in float32 even when the rate arrives as np.float64.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import ClassVar, Literal
 
@@ -41,6 +43,7 @@ class Optimizer(BaseModel):
         decay_mask: Sequence[bool] | None = None,
     ) -> None:
         state["step"] += 1
+        lr = float(lr)  # an np.float64 rate would turn float32 arithmetic into float64
         for i, (p, g) in enumerate(zip(params, grads, strict=True)):
             self.update_one(i, p, g, state, lr, decay_mask is None or decay_mask[i])
 
@@ -49,12 +52,34 @@ class Optimizer(BaseModel):
 
 
 class SGD(Optimizer):
-    """Plain gradient descent, exactly (1.32): p <- p - lr * g."""
+    """Plain gradient descent, exactly (1.32): p <- p - lr * g.
+
+    ``lr * g`` goes into a scratch array kept for the parameter (see ``scratch_for``) instead of
+    a new temporary each step; the arithmetic, and so every bit of the result, is the same.
+    """
 
     name: Literal["sgd"] = "sgd"
 
     def update_one(self, i: int, p: Array, g: Array, state: State, lr: float, decays: bool) -> None:
-        p -= lr * g
+        p -= np.multiply(g, lr, out=scratch_for(p, g))
+
+
+#: id(parameter) -> an array like its gradient, for the ``lr * g`` of an update. An entry is
+#: dropped when its parameter is garbage collected; the arrays never carry anything between steps.
+_SCRATCH: dict[int, Array] = {}
+
+
+def scratch_for(p: Array, g: Array) -> Array | None:
+    """A reusable array shaped and typed like ``g`` for an update of ``p``; None (numpy then
+    allocates) when ``g`` is not a floating array of ``p``'s shape."""
+    if g.shape != p.shape or g.dtype.kind != "f":
+        return None
+    scratch = _SCRATCH.get(id(p))
+    if scratch is None or scratch.dtype != g.dtype or scratch.shape != g.shape:
+        if id(p) not in _SCRATCH:
+            weakref.finalize(p, _SCRATCH.pop, id(p), None)
+        scratch = _SCRATCH[id(p)] = np.empty_like(g)
+    return scratch
 
 
 class Momentum(Optimizer):

@@ -843,6 +843,7 @@ class Runner:
         self.running: dict[int, _Running] = {}
         self.finished: queue.Queue[int] = queue.Queue()
         self.tokens = itertools.count()
+        self.idle_restarts = 0
 
     def run(self) -> None:
         while self.pending or self.running:
@@ -863,13 +864,27 @@ class Runner:
                 return
             if self.running and (trial.isolate or len(self.running) >= self.executor.capacity()):
                 return
+            config = trial.config.model_dump(mode="json")
+            task = TrialTask(trial.id, trial.name, config, trial.table_key, trial.attempts + 1)
+            try:
+                future = self.executor.submit(task)
+            except Exception as exc:
+                if not self.executor.is_lost(exc):
+                    self.pending.popleft()
+                    self._fail(trial, describe_exception(exc))
+                    continue
+                if self.running:  # the pool broke: its running futures will say so, then it restarts
+                    return
+                self.idle_restarts += 1  # broke while idle (a worker died between trials)
+                if self.idle_restarts > 3:
+                    where = self.executor.describe()
+                    raise NnctlError(f"{where}: workers keep dying before any trial starts") from None
+                self.executor.restart()
+                continue
+            self.idle_restarts = 0
             self.pending.popleft()
             trial.attempts += 1
             trial.status, trial.started = "running", time.monotonic()
-            task = TrialTask(
-                trial.id, trial.name, trial.config.model_dump(mode="json"), trial.table_key, trial.attempts
-            )
-            future = self.executor.submit(task)
             token = next(self.tokens)
             self.running[token] = _Running(trial, future, self.executor.generation)
             future.add_done_callback(lambda _f, token=token: self.finished.put(token))
@@ -1011,6 +1026,7 @@ def find_finished(out: Path, plan: Plan) -> int:
     for trial in plan.trials:
         if trial.id in done:
             trial.folder = done[trial.id]
+            trial.name = trial.folder.name  # the name it was first run under
             rows = _read_history(trial.folder / "history.csv")
             trial.status, trial.earlier, trial.epochs = "done", True, len(rows)
             trial.value, trial.best_epoch = best_of(rows, plan.monitor, plan.maximize)
@@ -1021,7 +1037,7 @@ def find_finished(out: Path, plan: Plan) -> int:
         else:
             name = trial.name
             if taken.get(name, trial.id) != trial.id:  # that folder holds another config's trial
-                name = f"{name}-{trial.id[:6]}"
+                name = trial.name = f"{name}-{trial.id[:6]}"
             trial.folder = out / name
     return found
 
@@ -1265,7 +1281,7 @@ def sweep_main(
                     executor = DaskExecutor(plan.tables, scheduler, dask_local)
                 else:
                     executor = LocalPool(min(jobs or default_jobs(), len(to_run)), plan.tables)
-        where = executor.describe() if executor is not None else "nothing left to run"
+        where = f"on {executor.describe()}" if executor is not None else "nothing left to run"
         notes = [f"{earlier} done earlier"] if earlier else []
         if plan.duplicates:
             notes.append(f"{plan.duplicates} duplicate{'s' * (plan.duplicates > 1)} dropped")
@@ -1273,7 +1289,7 @@ def sweep_main(
         display.print(
             f"[bold]sweep {_escape(plan.base.name or '')}[/]: {len(plan.trials)} trials"
             + (f" ({', '.join(notes)})" if notes else "")
-            + f" on {where} -> {out}; ranking by {plan.monitor} ({direction} is better)"
+            + f", {where} -> {out}; ranking by {plan.monitor} ({direction} is better)"
         )
         if executor is not None:
             runner = Runner(plan, executor, out, retries, display)

@@ -9,6 +9,7 @@ early-stopping state) is captured by ``Trainer.snapshot()``, so a resumed run is
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Iterator, Sequence
@@ -351,8 +352,10 @@ class Trainer:
         """Train until ``training.epochs`` (or early stopping); returns the epoch records."""
         self._emit("on_train_start")
         epochs = self.config.training.epochs
-        while self.loop.epoch < epochs and not self.loop.stopped_early:
-            self._run_epoch()
+        # Overflow on the way to a diverging loss is reported once, as TrainingFailed, not as warnings.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            while self.loop.epoch < epochs and not self.loop.stopped_early:
+                self._run_epoch()
         if self.best_parameters is not None and self.config.training.early_stopping is not None:
             for param, best in zip(self.params, self.best_parameters, strict=True):
                 param[...] = best  # restore the best epoch's weights, whatever stopped training
@@ -529,10 +532,15 @@ class Trainer:
         detail = f"; the first non-finite values appear in layer {layer}" if layer else ""
         lr = self.config.training.learning_rate
         self._emit("on_failure")
+        kept = (
+            f"last.npz keeps epoch {self.loop.epoch}, the last with finite weights"
+            if self.loop.epoch
+            else "no epoch finished, so no checkpoint was written"
+        )
         raise TrainingFailed(
             f"training diverged: the loss became {loss} at {where}{detail}",
-            hint=f"lower the learning rate (now {lr:g}), e.g. --set training.learning_rate={lr / 10:g}; "
-            "the last checkpoint holds the last finite weights",
+            hint=f"lower the learning rate (now {lr:g}), "
+            f"e.g. --set training.learning_rate={lr / 10:g}; {kept}",
         )
 
     def _emit(self, event: str, *args: Any) -> None:
@@ -615,6 +623,10 @@ def first_nonfinite_layer(net: Network, x: Array) -> int | None:
 def library_versions() -> dict[str, Any]:
     """numpy and BLAS versions and threads, recorded in meta for reproducibility."""
     info: dict[str, Any] = {"numpy": np.__version__}
+    with contextlib.suppress(ImportError, AttributeError):  # numpy's SIMD level changes float rounding
+        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+
+        info["numpy_simd"] = [f for f in __cpu_dispatch__ if __cpu_features__.get(f)]
     try:
         from threadpoolctl import threadpool_info
 

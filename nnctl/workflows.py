@@ -7,6 +7,7 @@ The CLI parses arguments, calls these functions and renders their results; they 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,6 +130,7 @@ def resumed_config(checkpoint: Checkpoint, config_path: Path | None, overrides: 
     config = validate_config(wanted, "--resume")
     changed = _differences(stored, config.model_dump(mode="json"))
     changed.discard("training.epochs")
+    changed.discard("data.path")  # relative to different folders; the data themselves are checked on load
     if changed:
         raise ConfigError(
             f"--resume keeps the checkpoint's config, but these keys differ: {', '.join(sorted(changed))}",
@@ -174,17 +176,32 @@ def prepare_for_plan(plan: TrainPlan) -> Prepared:
 
 
 def locate_data(checkpoint: Checkpoint) -> str:
-    """Where the checkpoint's training data are now: its recorded path, else the path as configured."""
-    recorded = checkpoint.meta.get("data_path") or checkpoint.config.data.path
-    if recorded.startswith("builtin:") or Path(recorded).exists():
-        return recorded
+    """Where the checkpoint's training data are now: the absolute path recorded at training time,
+    else ``data.path`` relative to the checkpoint's folder (run folders store it that way), else
+    relative to the current folder."""
     written = checkpoint.config.data.path
-    if Path(written).exists():
+    if written.startswith("builtin:"):
         return written
+    candidates = [checkpoint.meta.get("data_path"), written]
+    if checkpoint.path is not None:
+        candidates.insert(1, str(checkpoint.path.parent / written))
+    for candidate in candidates:
+        if candidate and Path(candidate).exists():
+            return candidate
     raise DataError(
-        f"the checkpoint's data file {recorded} is not there any more",
+        f"the checkpoint's data file {written} is not there any more",
         hint="pass the data explicitly (nnctl eval CHECKPOINT --data FILE)",
     )
+
+
+def relocate_data_path(config: Config, source: str, folder: Path) -> Config:
+    """The config as the run folder stores it: ``data.path`` relative to that folder, so its
+    config.yaml and checkpoints stay usable from anywhere and after the project moves."""
+    if source.startswith("builtin:"):
+        return config
+    relative = os.path.relpath(Path(source).resolve(), folder.resolve())
+    data = config.data.model_copy(update={"path": Path(relative).as_posix()})
+    return config.model_copy(update={"data": data})
 
 
 def run_training(
@@ -197,6 +214,8 @@ def run_training(
         earlier = RunFolder(plan.resume.path.parent).read_history(plan.resume.epoch)
     writer = RunWriter(plan.folder, earlier)
     all_callbacks = [writer, *callbacks]
+    plan.config = relocate_data_path(plan.config, prepared.source, plan.folder.path)
+    prepared.config = plan.config
     if plan.resume is not None:
         best = _load_best(plan.resume)
         trainer = trainer_from_checkpoint(plan.resume, prepared, all_callbacks, best)
