@@ -173,11 +173,6 @@ def test_subprocess_divergence_exits_1(tmp_path: Path) -> None:
     assert "diverged" in outcome.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a diverging run prints numpy RuntimeWarnings with nnctl source lines "
-    "(network.py:172 'z = inp @ layer.W.T') on stderr before the one error message",
-)
 def test_subprocess_divergence_output_is_one_message(tmp_path: Path) -> None:
     outcome = run_nnctl(
         "train", DIABETES, "--out", tmp_path / "run", "--set", "training.learning_rate=1e6", cwd=tmp_path
@@ -270,11 +265,6 @@ def test_config_yaml_is_resolved_and_loads_back(iris_run: Path) -> None:
     assert config.model_dump(mode="json") == read_checkpoint(iris_run / "last.npz").config
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: DIR/config.yaml keeps data.path relative to the ORIGINAL config's folder "
-    "('../datasets/iris.csv'), so `nnctl check DIR/config.yaml` fails with 'no such file'",
-)
 def test_run_folder_config_yaml_is_usable(iris_run: Path) -> None:
     ok(invoke("check", iris_run / "config.yaml"))
 
@@ -667,11 +657,6 @@ def test_init_default_path_and_unknown_template(tmp_path: Path, monkeypatch: pyt
     assert "nope" in error_text(outcome)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: `nnctl init` (default template) writes data.path 'datasets/iris.csv' relative to the "
-    "new file; in any folder without that file, the suggested `nnctl check` exits 2 'no such file'",
-)
 def test_init_default_template_checks_in_an_empty_folder(tmp_path: Path) -> None:
     path = tmp_path / "nnctl.yaml"
     ok(invoke("init", path))

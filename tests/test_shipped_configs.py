@@ -66,12 +66,6 @@ def test_shipped_config_clears_threshold(tmp_path: Path, stem: str) -> None:
     assert result[metric] >= minimum, f"{stem}: {metric} {result[metric]:.4f} < {minimum}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (config): configs/xor.yaml (quadratic cost, logistic output, numeric 0/1 target) is "
-    "inferred as regression, so `nnctl eval --json` reports mse/mae/r2 and no accuracy for the "
-    "'xor 100%' bar; `data.task: classification` in the config would report accuracy 1.0",
-)
 def test_xor_eval_reports_accuracy(tmp_path: Path) -> None:
     run = train(CONFIGS / "xor.yaml", tmp_path / "run", "training.epochs=5")
     data = write_csv(tmp_path / "xor.csv", ["x1", "x2", "y"], XOR_ROWS)
