@@ -183,6 +183,7 @@ def environment(torch, sklearn, threads: int) -> dict:
             if k in os.environ
         },
         "blas": blas_report(),
+        "load_average_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
     if torch is not None:
         env["torch_threads"] = torch.get_num_threads()
@@ -227,7 +228,9 @@ def suite_train(ctx: Context) -> dict:
             out["notes"].append(note)
     for batch in plan.batches:
         nn = NnctlTrainer(batch)
-        contenders: dict[str, Callable[[np.ndarray], float]] = {"nnctl": lambda o, nn=nn: nnctl_epoch(nn, data, o)}
+        contenders: dict[str, Callable[[np.ndarray], float]] = {
+            "nnctl": lambda o, nn=nn: nnctl_epoch(nn, data, o)
+        }
         prepare: dict[str, Callable[[np.ndarray], object]] = {"nnctl": lambda o: o}
         if ctx.torch is not None:
             tt = peers.TorchTrainer(ctx.torch, data, batch)
@@ -528,6 +531,12 @@ def markdown(results: dict) -> str:
     if env["env"]:
         lines.append("- environment: " + ", ".join(f"{k}={v}" for k, v in env["env"].items()))
     lines.append(f"- repeats: {plan['repeats']} (medians; ratios are medians of back-to-back pairs, range)")
+    if env.get("load_average_start") is not None:
+        load = f"- load average (1 min): {env['load_average_start']:.2f} at start, "
+        load += f"{env.get('load_average_end', float('nan')):.2f} at end"
+        if max(env["load_average_start"], env.get("load_average_end", 0.0)) > 0.5:
+            load += " — other processes were using the CPUs; absolute rates suffer, pair ratios less"
+        lines.append(load)
 
     if "train" in results:
         tr = results["train"]
@@ -567,7 +576,8 @@ def markdown(results: dict) -> str:
             "",
             "| nnctl | PyTorch | nnctl ÷ PyTorch |",
             "|---:|---:|---|",
-            f"| {fmt_rate(rate['nnctl'])} | {fmt_rate(rate.get('torch'))} | {fmt_ratio(inf.get('vs_torch'))} |",
+            f"| {fmt_rate(rate['nnctl'])} | {fmt_rate(rate.get('torch'))} | "
+            f"{fmt_ratio(inf.get('vs_torch'))} |",
         ]
         lines += [f"- {note}" for note in inf["notes"]]
     if "scaling" in results:
@@ -580,7 +590,9 @@ def markdown(results: dict) -> str:
             "|---:|---:|---:|---:|",
         ]
         for n, row in sc["sizes"].items():
-            lines.append(f"| {n:,} | {row['epoch_s']:.2f} s | {row['us_per_row']:.2f} | {row['deviation']:+.1%} |")
+            lines.append(
+                f"| {n:,} | {row['epoch_s']:.2f} s | {row['us_per_row']:.2f} | {row['deviation']:+.1%} |"
+            )
         lines.append(f"- linear = the median µs/row over all sizes ({sc['reference_us_per_row']:.2f})")
     if "memory" in results:
         mem = results["memory"]
@@ -591,7 +603,8 @@ def markdown(results: dict) -> str:
             lines += [
                 "| rows | dataset | after imports | after data | peak | peak − dataset | training adds |",
                 "|---:|---:|---:|---:|---:|---:|---:|",
-                f"| {mem['rows']:,} | {mem['dataset_bytes'] / MB:.0f} MB | {mem['baseline_bytes'] / MB:.0f} MB | "
+                f"| {mem['rows']:,} | {mem['dataset_bytes'] / MB:.0f} MB | "
+                f"{mem['baseline_bytes'] / MB:.0f} MB | "
                 f"{mem['after_data_bytes'] / MB:.0f} MB | {mem['peak_bytes'] / MB:.0f} MB | "
                 f"**{mem['over_dataset_mb']:.0f} MB** | {mem['training_overhead_mb']:.1f} MB |",
                 f"- trained {mem['trained_rows']:,} rows at batch 128",
@@ -634,10 +647,12 @@ def markdown(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--suite", choices=(*SUITES, "all"), default="all")
-    parser.add_argument("--repeats", type=int, default=None, help="timed repeats (≥ 3; default 7, quick 3)")
-    parser.add_argument("--quick", action="store_true", help="small sizes: --suite all in well under a minute")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats, ≥ 3 (7; quick 3)")
+    parser.add_argument("--quick", action="store_true", help="small sizes: --suite all in < 1 min")
     parser.add_argument("--threads", type=int, default=None, help="BLAS/OpenMP threads (default: numpy's)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where JSON and Markdown go")
     parser.add_argument("--memory-child", nargs=2, metavar=("ROWS", "STEPS"), help=argparse.SUPPRESS)
@@ -684,6 +699,8 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = runners[name](ctx)
         print(f"[{name}] {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
     results["seconds"] = time.perf_counter() - started
+    if hasattr(os, "getloadavg"):
+        results["environment"]["load_average_end"] = os.getloadavg()[0]
     results["targets"] = targets(results)
     del limiter
 

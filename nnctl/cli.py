@@ -94,6 +94,7 @@ def train(
     deterministic: Annotated[
         bool, typer.Option(help="Pin BLAS to one thread: identical results across thread counts.")
     ] = False,
+    trace: Annotated[bool, typer.Option("--trace", help="Per-layer diagnostics in history.csv.")] = False,
     quiet: QuietOption = False,
 ) -> None:
     """Train a network; writes last.npz, best.npz, history.csv and config.yaml to the run folder."""
@@ -105,7 +106,7 @@ def train(
     try:
         plan = plan_training(
             config,
-            set_ or [],
+            [*(set_ or []), *(["training.trace=true"] if trace else [])],
             out=out,
             resume=resume,
             force=force,
@@ -116,7 +117,14 @@ def train(
         if not quiet:
             _print_start(console, plan, prepared)
         trainer, writer = run_training(plan, prepared, _progress_callbacks(console, quiet))
-        if trainer.loop.epoch >= plan.config.training.epochs or trainer.loop.stopped_early:
+        if trainer.loop.stopped_early:
+            console.print(
+                f"nothing to do: this run stopped early at epoch {trainer.loop.epoch} "
+                f"(best epoch {trainer.loop.best_epoch}); to train on from its best weights, start a new run "
+                f"with --init-from {Path(resume or '').parent / 'best.npz'}"
+            )
+            return
+        if trainer.loop.epoch >= plan.config.training.epochs:
             console.print(
                 f"nothing to do: the checkpoint has completed {trainer.loop.epoch} of "
                 f"{plan.config.training.epochs} epochs; extend with --set training.epochs=N"

@@ -180,6 +180,8 @@ _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456
 def _mapping_without_duplicates(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict:
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` merges are allowed to repeat keys
+            continue
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
             raise yaml.constructor.ConstructorError(
@@ -208,6 +210,9 @@ def parse_yaml(text: str, source: str) -> Any:
         raise ConfigError(f"{where}: {problem}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: invalid YAML: {exc}") from None
+    except (ValueError, TypeError, IndexError, OverflowError, RecursionError) as exc:
+        # PyYAML's constructors raise plain exceptions for values like `!!float ;`
+        raise ConfigError(f"{source}: invalid YAML value ({type(exc).__name__}: {exc})") from None
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

@@ -487,21 +487,29 @@ class Trainer:
         self._emit("on_epoch_end", record, improved)
 
     # -- best epoch and early stopping --------------------------------------------------------
-    def _monitor(self) -> tuple[str, bool]:
-        stopping = self.config.training.early_stopping
-        has_validation = self.prepared.validation is not None
-        monitor = stopping.monitor if stopping else ("val_loss" if has_validation else "train_loss")
-        known = (
-            {"train_loss", "val_loss", f"val_{headline_metric(self.prepared.task)}"}
-            if has_validation
-            else {"train_loss"}
-        )
+    def _recorded_metrics(self) -> set[str]:
+        """History columns a monitor (early stopping, plateau schedule) may watch."""
+        if self.prepared.validation is None:
+            return {"train_loss"}
+        return {"train_loss", "val_loss", f"val_{headline_metric(self.prepared.task)}"}
+
+    def _check_monitor(self, key: str, monitor: str) -> None:
+        known = self._recorded_metrics()
         if monitor not in known:
+            has_validation = self.prepared.validation is not None
             raise ConfigError(
-                f"training.early_stopping.monitor: {monitor!r} is not recorded in this run; "
-                f"choose one of: {', '.join(sorted(known))}",
+                f"{key}: {monitor!r} is not recorded in this run; choose one of: {', '.join(sorted(known))}",
                 hint=None if has_validation else "set data.validation > 0 to monitor validation metrics",
             )
+
+    def _monitor(self) -> tuple[str, bool]:
+        training = self.config.training
+        plateau_monitor = getattr(training.schedule, "monitor", None)
+        if plateau_monitor is not None:
+            self._check_monitor("training.schedule.monitor", plateau_monitor)
+        stopping = training.early_stopping
+        monitor = stopping.monitor if stopping else ("val_loss" if self.prepared.validation else "train_loss")
+        self._check_monitor("training.early_stopping.monitor", monitor)
         mode = stopping.mode if stopping else "auto"
         maximize = mode == "max" or (mode == "auto" and monitor.endswith(("accuracy", "r2")))
         return monitor, maximize

@@ -130,6 +130,7 @@ def resumed_config(checkpoint: Checkpoint, config_path: Path | None, overrides: 
     config = validate_config(wanted, "--resume")
     changed = _differences(stored, config.model_dump(mode="json"))
     changed.discard("training.epochs")
+    changed.discard("training.trace")  # diagnostics only: the same arithmetic either way
     changed.discard("data.path")  # relative to different folders; the data themselves are checked on load
     if changed:
         raise ConfigError(
@@ -218,6 +219,11 @@ def run_training(
     prepared.config = plan.config
     if plan.resume is not None:
         best = _load_best(plan.resume)
+        moved = (
+            plan.resume.path is not None and plan.resume.path.parent.resolve() != plan.folder.path.resolve()
+        )
+        if best is not None and moved:
+            writer.pending_best = best  # the new folder starts with the run's best so far
         trainer = trainer_from_checkpoint(plan.resume, prepared, all_callbacks, best)
         trainer.config = plan.config
         trainer.prepared.config = plan.config
