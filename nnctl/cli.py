@@ -490,7 +490,9 @@ def sweep(
         list[str] | None, typer.Option("--grid", help="KEY.PATH=[v1, v2, ...] (a YAML list). Repeatable.")
     ] = None,
     random: Annotated[int | None, typer.Option("--random", help="Sample N trials from the space.")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for --random sampling.")] = 0,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Seed for --random sampling [default: the file's, else 0].")
+    ] = None,
     monitor: Annotated[str | None, typer.Option(help="Metric that ranks trials [default: val_loss].")] = None,
     jobs: Annotated[
         int | None, typer.Option("--jobs", "-j", help="Local worker processes [default: cores].")
@@ -510,6 +512,13 @@ def sweep(
     from nnctl.errors import NnctlError
     from nnctl.sweep import sweep_main
 
+    terminated = []
+
+    def stop_on_sigterm(signum: int, frame: Any) -> None:
+        terminated.append(signum)
+        raise KeyboardInterrupt  # the same clean stop as Ctrl-C
+
+    previous = signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:
         code = sweep_main(
             config,
@@ -532,7 +541,9 @@ def sweep(
         _console(stderr=True).print(
             "[yellow]sweep interrupted[/]: finished trials are kept; run again to resume"
         )
-        raise typer.Exit(130) from None
+        raise typer.Exit(143 if terminated else 130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     raise typer.Exit(code)
 
 

@@ -43,7 +43,6 @@ import re
 import signal
 import socket
 import time
-import warnings
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -71,6 +70,7 @@ from nnctl.files import atomic_write_text
 from nnctl.metrics import headline_metric
 from nnctl.runs import RunFolder, RunWriter, history_csv
 from nnctl.training import Callback, Trainer, build_network, prepare_table, resolve_data_path
+from nnctl.workflows import relocate_data_path
 
 BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
 KILL_ONCE_ENV = "NNCTL_SWEEP_KILL_ONCE"
@@ -305,9 +305,10 @@ class Trial:
     name: str
     id: str
     assignments: list[tuple[str, Any]]
-    config: Config
+    config: Config  # as validated and hashed (data.path relative to the base config)
     table_key: str
     folder: Path | None = None
+    stored: Config | None = None  # as the trial folder stores it (data.path relative to the folder)
     status: str = "pending"  # pending | running | done | failed
     value: float | None = None
     best_epoch: int | None = None
@@ -380,7 +381,8 @@ def build_plan(
     base_raw, base_path, file_spec = read_spec(config_path)
     for assignment in overrides:
         apply_override(base_raw, assignment)
-    base_raw.setdefault("name", base_path.stem)
+    if not base_raw.get("name"):
+        base_raw["name"] = base_path.stem
     source = str(base_path)
     base = validate_config(copy.deepcopy(base_raw), source)
     spec = merge_specs(file_spec, grid)
@@ -592,14 +594,13 @@ def run_trial(task: TrialTask, table: Table) -> TrialOutcome:
     try:
         config = validate_config(task.config, task.name)
         prepared = prepare_table(config, table)
-        net = build_network(config, prepared.train.x.shape[1])
+        net = build_network(config, prepared.train.n_features)
         callbacks: list[Any] = [writer]
         marker = os.environ.get(KILL_ONCE_ENV)
         if marker:
             callbacks.append(_KillOnce(marker, task.name))
-        with warnings.catch_warnings():  # overflow in a diverging trial: its error says it all
-            warnings.simplefilter("ignore", RuntimeWarning)
-            Trainer(prepared, net, callbacks=callbacks).fit()
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a diverging trial's
+            Trainer(prepared, net, callbacks=callbacks).fit()  # error message says it all
     except Exception as exc:
         status, error = "failed", describe_exception(exc)
     return TrialOutcome(
@@ -725,6 +726,7 @@ class DaskExecutor:
         self.lost_errors: tuple[type[BaseException], ...] = (distributed.KilledWorker, CommClosedError)
         self.cluster: Any = None
         self.generation = 1
+        self._threads, self._asked = 1, -math.inf
         if local_workers is not None:
             self.cluster = distributed.LocalCluster(
                 n_workers=local_workers,
@@ -771,9 +773,12 @@ class DaskExecutor:
         return self.where
 
     def capacity(self) -> int:
-        with contextlib.suppress(Exception):
-            return max(1, sum(self.client.nthreads().values()))
-        return 1
+        """Worker threads in the cluster now (asked at most every 2 s: workers come and go)."""
+        if time.monotonic() - self._asked > 2.0:
+            with contextlib.suppress(Exception):
+                self._threads = max(1, sum(self.client.nthreads().values()))
+            self._asked = time.monotonic()
+        return self._threads
 
     def submit(self, task: TrialTask) -> Any:
         return self.client.submit(
@@ -864,7 +869,7 @@ class Runner:
                 return
             if self.running and (trial.isolate or len(self.running) >= self.executor.capacity()):
                 return
-            config = trial.config.model_dump(mode="json")
+            config = (trial.stored or trial.config).model_dump(mode="json")
             task = TrialTask(trial.id, trial.name, config, trial.table_key, trial.attempts + 1)
             try:
                 future = self.executor.submit(task)
@@ -904,12 +909,13 @@ class Runner:
         lost = [entry]
         if self.executor.breaks_all:  # every trial in this pool lost its process too
             doomed = [(t, r) for t, r in self.running.items() if r.generation == entry.generation]
-            self.executor.wait([r.future for _, r in doomed], timeout=60)
+            self.executor.wait([r.future for _, r in doomed], timeout=10)
             for token, running in doomed:
                 del self.running[token]
-                if _exception_of(running.future) is None:
-                    self._record(running.trial, running.future.result())
-                else:
+                future = running.future
+                if future.done() and _exception_of(future) is None:  # finished just before the break
+                    self._record(running.trial, future.result())
+                else:  # failed with the pool, or orphaned by it (a submit racing the break)
                     lost.append(running)
             self.executor.restart()
         reason = describe_exception(exc) if not self.executor.breaks_all else "its worker process died"
@@ -987,7 +993,7 @@ def write_trial(out: Path, trial: Trial, outcome: TrialOutcome | None, plan: Pla
     folder.mkdir(parents=True, exist_ok=True)
     marker = folder / DONE_MARKER
     marker.unlink(missing_ok=True)
-    resolved = trial.config.model_dump(mode="json")
+    resolved = (trial.stored or trial.config).model_dump(mode="json")
     atomic_write_text(folder / "config.yaml", yaml.safe_dump(resolved, sort_keys=False))
     if outcome is not None:
         if outcome.best is not None:
@@ -1039,6 +1045,8 @@ def find_finished(out: Path, plan: Plan) -> int:
             if taken.get(name, trial.id) != trial.id:  # that folder holds another config's trial
                 name = trial.name = f"{name}-{trial.id[:6]}"
             trial.folder = out / name
+        source = plan.tables[trial.table_key].source
+        trial.stored = relocate_data_path(trial.config, source, trial.folder)
     return found
 
 
@@ -1083,16 +1091,9 @@ def write_summary(out: Path, plan: Plan) -> None:
 
 
 def write_best(out: Path, plan: Plan, trial: Trial) -> Path:
-    """The winner's resolved config, its data path made relative to ``out`` so it trains from there."""
-    resolved = trial.config.model_dump(mode="json")
-    path = resolved["data"]["path"]
-    if not path.startswith("builtin:"):
-        data = Path(resolve_data_path(trial.config, plan.base_path.parent)).resolve()
-        here = out.resolve()
-        with contextlib.suppress(ValueError):  # relative within one project tree, else absolute
-            if Path(os.path.commonpath([data, here])).parent != Path(os.path.commonpath([data, here])):
-                data = Path(os.path.relpath(data, here))
-        resolved["data"]["path"] = data.as_posix()
+    """The winner's resolved config, ``data.path`` relative to ``out`` (as run folders store it)."""
+    source = plan.tables[trial.table_key].source
+    resolved = relocate_data_path(trial.config, source, out).model_dump(mode="json")
     header = (
         f"# best trial of the sweep in {out}: {trial.name} (id {trial.id})\n"
         f"# {plan.monitor} = {trial.value:.6g} at epoch {trial.best_epoch}; overrides: {trial.overrides}\n"
@@ -1172,8 +1173,10 @@ class Display:
             f"{counts['running']} running, {counts['pending']} waiting"
         )
         table = RichTable(title=title, title_justify="left")
-        for column in ("trial", "status", self.plan.monitor, "best epoch", "time"):
-            table.add_column(column, justify="right" if column not in ("trial", "status") else "left")
+        table.add_column("trial", no_wrap=True)
+        table.add_column("status", no_wrap=True)
+        for column in (self.plan.monitor, "best epoch", "time"):
+            table.add_column(column, justify="right", no_wrap=True, min_width=len(column))
         limit = max(8, (self.console.height or 30) - 8)
         shown = trials
         if len(trials) > limit:
@@ -1209,25 +1212,25 @@ def print_ranking(console: Any, plan: Plan, out: Path, best: Path | None, top: i
     order = ranked(plan)
     direction = "higher" if plan.maximize else "lower"
     table = RichTable(title=f"sweep results: ranked by {plan.monitor} ({direction} is better)")
-    table.add_column("rank", justify="right")
+    table.add_column("rank", justify="right", no_wrap=True, min_width=4)
     table.add_column("trial", no_wrap=True)
     for column in (plan.monitor, "best epoch", "time"):
-        table.add_column(column, justify="right")
+        table.add_column(column, justify="right", no_wrap=True, min_width=len(column))
     for rank, t in enumerate(order[:top], start=1):
         seconds = "" if t.seconds is None else f"{t.seconds:.1f}s"
         table.add_row(str(rank), t.name, f"{t.value:.4g}", str(t.best_epoch), seconds)
     console.print(table)
     if len(order) > top:
-        console.print(f"... and {len(order) - top} more in {out / 'summary.csv'}")
+        console.print(f"... and {len(order) - top} more in {_escape(str(out / 'summary.csv'))}")
     failed = [t for t in plan.trials if t.status == "failed"]
     if failed:
         console.print(f"[red]{len(failed)} failed[/]: " + ", ".join(t.name for t in failed))
     unscored = [t for t in plan.trials if t.status == "done" and t.value is None]
     if unscored:
         console.print(f"[yellow]no {plan.monitor} recorded[/]: " + ", ".join(t.name for t in unscored))
-    console.print(f"summary: {out / 'summary.csv'}")
+    console.print(f"summary: {_escape(str(out / 'summary.csv'))}")
     if best is not None:
-        console.print(f"best config: {best}  (train it with: nnctl train {best})")
+        console.print(f"best config: {_escape(str(best))}  (train it with: nnctl train {_escape(str(best))})")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1274,13 +1277,16 @@ def sweep_main(
     executor: Any = None
     runner: Runner | None = None
     try:
-        out.mkdir(parents=True, exist_ok=True)
         if to_run:
             with _one_blas_thread_env():
                 if scheduler or dask_local:
                     executor = DaskExecutor(plan.tables, scheduler, dask_local)
                 else:
                     executor = LocalPool(min(jobs or default_jobs(), len(to_run)), plan.tables)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise NnctlError(f"cannot create the sweep folder {out}: {exc.strerror}") from None
         where = f"on {executor.describe()}" if executor is not None else "nothing left to run"
         notes = [f"{earlier} done earlier"] if earlier else []
         if plan.duplicates:
@@ -1289,7 +1295,7 @@ def sweep_main(
         display.print(
             f"[bold]sweep {_escape(plan.base.name or '')}[/]: {len(plan.trials)} trials"
             + (f" ({', '.join(notes)})" if notes else "")
-            + f", {where} -> {out}; ranking by {plan.monitor} ({direction} is better)"
+            + f", {_escape(where)} -> {_escape(str(out))}; ranking by {plan.monitor} ({direction} is better)"
         )
         if executor is not None:
             runner = Runner(plan, executor, out, retries, display)

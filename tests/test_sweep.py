@@ -136,6 +136,24 @@ def test_dask_local_cluster_grid_matches_nnctl_train(tmp_path, references) -> No
     assert_matches(out, references)
 
 
+def test_existing_dask_cluster_via_scheduler_address(tmp_path, references) -> None:
+    distributed = pytest.importorskip("distributed", reason="Dask's distributed is not installed")
+    out = tmp_path / "sweep"
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        code, output = nnctl(
+            "sweep", IRIS, "--set", EPOCHS, "--grid", f"training.learning_rate={LRS}",
+            "--grid", "model.layers[0].units=[8]", "--scheduler", cluster.scheduler_address, "--out", out,
+        )  # fmt: skip
+    assert code == 0, output
+    assert f"the Dask cluster at {cluster.scheduler_address}" in output
+    rows = summary(out)
+    assert len(rows) == 2
+    for overrides, row in rows.items():
+        assert weights(out / row["name"] / "last.npz") == references[overrides]
+
+
 def test_best_yaml_loads_and_trains_the_winner(pool_sweep, tmp_path) -> None:
     out, _ = pool_sweep
     rows = summary(out).values()
@@ -307,12 +325,12 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(tmp_path) -> None:
     if process.returncode == 0:  # pragma: no cover - the machine finished all trials first
         pytest.skip("the sweep finished before the interrupt arrived")
     assert process.returncode == 130, stdout + stderr
-    assert "Traceback" not in stderr and "interrupted" in stderr
+    assert "Traceback" not in stderr and "interrupted" in stderr, stdout + stderr
     finished = {p.parent.name for p in out.glob("*/trial.json")}
     assert finished and all((out / name / "last.npz").exists() for name in finished)
     code, output = nnctl("sweep", *args[1:])
     assert code == 0, output
-    assert f"{len(finished)} done earlier" in output
+    assert f"{len(finished)} done earlier" in output, (sorted(finished), output)
     assert all(row["status"] == "done" for row in summary(out).values())
 
 
