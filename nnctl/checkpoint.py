@@ -39,8 +39,6 @@ FORMAT = "nnctl-checkpoint"
 FORMAT_VERSION = 1
 OPTIMIZER_PREFIX = "opt_"
 TASKS = ("classification", "multilabel", "regression")
-_JSON_KEYS = ("config", "meta", "train_state")
-_STRING_KEYS = ("feature_names", "target_names", "classes")
 #: Largest text member (config, meta, train_state, name lists) read from a checkpoint.
 MAX_TEXT_BYTES = 64 * 1024**2
 #: Largest total (uncompressed) size of a checkpoint: the parameter budget plus room for text.

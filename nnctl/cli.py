@@ -98,11 +98,14 @@ def train(
     quiet: QuietOption = False,
 ) -> None:
     """Train a network; writes last.npz, best.npz, history.csv and config.yaml to the run folder."""
+    from rich.markup import escape
+
     from nnctl.errors import NnctlError
     from nnctl.training import Interrupted
     from nnctl.workflows import blas_threads, finish_training, plan_training, prepare_for_plan, run_training
 
     console = _console()
+    trainer = None
     try:
         plan = plan_training(
             config,
@@ -135,17 +138,22 @@ def train(
         result = finish_training(trainer, writer)
     except Interrupted as stop:
         code = 143 if stop.signal_name == "SIGTERM" else 130
-        target = out or (resume.parent if resume else None)
-        where = f"{(target or Path('runs'))}"
+        last = plan.folder.last
         _console(stderr=True).print(
-            f"[yellow]stopped by {stop.signal_name}[/]: saved last.npz in {where}; "
-            f"continue with: nnctl train --resume {Path(where) / 'last.npz'}"
+            f"[yellow]stopped by {stop.signal_name}[/]: saved {escape(str(last))}; "
+            f"continue with: nnctl train --resume {escape(str(last))}"
         )
         raise typer.Exit(code) from None
     except NnctlError as exc:
         raise _fail(exc) from None
     except KeyboardInterrupt:
-        _console(stderr=True).print("[red]aborted[/] (second interrupt); files on disk are whole")
+        started = trainer is not None and trainer.stop_signal is not None
+        message = (
+            "[red]aborted[/] (second interrupt); files on disk are whole"
+            if started
+            else "[yellow]interrupted[/] before training started; nothing was written"
+        )
+        _console(stderr=True).print(message)
         raise typer.Exit(130) from None
     if not quiet:
         _print_summary(console, result)

@@ -4,7 +4,7 @@ A crash at any point leaves either the old file or the new one, never half of ei
 (disk full, read-only folder) become one ``NnctlError`` naming the file, with nothing left behind:
 the temporary file is removed whatever happens (an exception, Ctrl-C), and the file it would have
 replaced is untouched. The new file gets the permissions of the file it replaces, or the usual
-``0o666 & ~umask`` for a new file (not ``mkstemp``'s private ``0o600``).
+``0o666 & ~umask`` for a new file (as ``open()`` gives, not ``mkstemp``'s private ``0o600``).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import tempfile
+import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
@@ -20,35 +20,56 @@ from typing import IO
 from nnctl.errors import NnctlError
 
 TEMP_SUFFIX = ".tmp"
+_CREATE_FLAGS = (
+    os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+)
 
 
 @contextlib.contextmanager
 def atomic_writer(path: Path | str, mode: str = "wb") -> Iterator[IO]:
-    """Yield a file object; on success it replaces ``path`` atomically, on failure it vanishes."""
+    """Yield a file object; on success it replaces ``path`` atomically, on failure it vanishes.
+
+    The temporary file's name is chosen *before* the file is created, so an exception that lands
+    at any instant (a second Ctrl-C raises ``KeyboardInterrupt`` wherever Python happens to be,
+    e.g. just after ``os.open`` returned) still finds and removes it.
+    """
     path = Path(path)
     if path.is_dir():
         raise NnctlError(f"cannot write {path}: it is a folder", hint="give a file name")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     except OSError as exc:
         raise _write_error(path, exc) from None
-    tmp = Path(tmp_name)
+    keep_mode = _existing_mode(path)
+    tmp: Path | None = None
+    fd = -1
     try:
-        with contextlib.suppress(OSError):  # best effort: some file systems have no permissions
-            os.fchmod(fd, _mode_for(path))
+        for _ in range(100):
+            tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
+            try:
+                fd = os.open(tmp, _CREATE_FLAGS, 0o666)  # the umask applies, as for open()
+                break
+            except FileExistsError:
+                tmp = None  # someone else's file: never remove it
+        else:
+            raise FileExistsError(errno.EEXIST, "no free temporary file name", str(path.parent))
+        if keep_mode is not None:
+            with contextlib.suppress(OSError):  # best effort: some file systems have no permissions
+                os.fchmod(fd, keep_mode)
         encoding = {} if "b" in mode else {"encoding": "utf-8", "newline": ""}
         with os.fdopen(fd, mode, **encoding) as handle:
+            fd = -1  # the file object owns it now
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+        tmp = None
         _fsync_directory(path.parent)
     except OSError as exc:
-        _remove(tmp)
+        _clean_up(tmp, fd)
         raise _write_error(path, exc) from None
     except BaseException:
-        _remove(tmp)
+        _clean_up(tmp, fd)
         raise
 
 
@@ -63,30 +84,23 @@ def atomic_write_with(path: Path | str, write: Callable[[IO[bytes]], None]) -> N
         write(handle)
 
 
-def _remove(tmp: Path) -> None:
-    with contextlib.suppress(OSError):  # never let cleanup hide the error that caused it
-        tmp.unlink(missing_ok=True)
+def _clean_up(tmp: Path | None, fd: int) -> None:
+    """Remove the temporary file (and close its descriptor if no file object took it over); never
+    let cleanup hide the error that caused it."""
+    if fd >= 0:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    if tmp is not None:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
-def _mode_for(path: Path) -> int:
-    """The permissions of the file being replaced, else what ``open()`` would give a new file."""
+def _existing_mode(path: Path) -> int | None:
+    """The permissions of the file being replaced (kept by the new one), or None for a new file."""
     try:
         return path.stat().st_mode & 0o7777
     except OSError:
-        return 0o666 & ~_umask()
-
-
-def _umask() -> int:
-    try:  # Linux: read it without changing it (os.umask would, briefly, for every thread)
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+        return None
 
 
 def _fsync_directory(folder: Path) -> None:
@@ -101,7 +115,10 @@ def _fsync_directory(folder: Path) -> None:
 
 _REASONS = {
     errno.ENOSPC: ("no space left on the device", "free some space or choose another folder with --out"),
-    errno.EDQUOT: ("disk quota exceeded", "free some space or choose another folder with --out"),
+    getattr(errno, "EDQUOT", errno.ENOSPC): (
+        "disk quota exceeded",
+        "free some space or choose another folder with --out",
+    ),
     errno.EROFS: ("the file system is read-only", "choose a writable folder with --out"),
     errno.EACCES: ("permission denied", "choose a writable folder with --out"),
     errno.EPERM: ("permission denied", "choose a writable folder with --out"),

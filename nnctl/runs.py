@@ -103,11 +103,12 @@ class RunWriter(Callback):
         self.pending_last: Checkpoint | None = None
         self.pending_best: Checkpoint | None = None
         self.last_flush = time.monotonic()
+        self.resolved_config: str | None = None
 
     def on_train_start(self, trainer: Trainer) -> None:
-        resolved = trainer.config.model_dump(mode="json")
-        atomic_write_text(self.folder.config, yaml.safe_dump(resolved, sort_keys=False))
-        self._note(self.folder.config)
+        # Written with the first checkpoint (in flush), so a run that fails before finishing an
+        # epoch leaves an earlier run's files in this folder exactly as they were.
+        self.resolved_config = yaml.safe_dump(trainer.config.model_dump(mode="json"), sort_keys=False)
 
     def on_epoch_end(self, trainer: Trainer, record: dict[str, Any], improved: bool) -> None:
         checkpoint = make_checkpoint(trainer, metrics=record)
@@ -123,6 +124,13 @@ class RunWriter(Callback):
     def on_interrupt(self, trainer: Trainer) -> None:
         self.flush()
         self._save(self.folder.last, make_checkpoint(trainer))
+        self._write_config_once()
+
+    def _write_config_once(self) -> None:
+        if self.resolved_config is not None:
+            atomic_write_text(self.folder.config, self.resolved_config)
+            self._note(self.folder.config)
+            self.resolved_config = None
 
     def on_failure(self, trainer: Trainer) -> None:
         self.flush()
@@ -136,6 +144,7 @@ class RunWriter(Callback):
         if self.pending_last is not None or self.pending_best is not None:
             atomic_write_text(self.folder.history, history_csv(self.rows))
             self._note(self.folder.history)
+            self._write_config_once()
         self.pending_last = self.pending_best = None
         self.last_flush = time.monotonic()
 
