@@ -448,12 +448,16 @@ def check_parameter_budget(config: Config, input_units: int) -> None:
     units = [input_units, *(layer.units for layer in config.model.layers)]
     parameters = sum(units[i] * units[i + 1] + units[i + 1] for i in range(len(units) - 1))
     copies = 2 + len(config.training.optimizer.slots)  # weights, gradients, optimizer slots
-    needed = parameters * itemsize * copies
+    # per step: z, a and the sensitivities of every layer for one batch (and 4096-row eval chunks)
+    rows = max(config.training.batch_size, 4096)
+    activations = 3 * rows * sum(units) * itemsize
+    needed = parameters * itemsize * copies + activations
     if needed > MAX_PARAMETER_BYTES:
         raise ConfigError(
             f"model.layers: {parameters:,} parameters need about {_human_bytes(needed)} "
-            f"(weights, gradients and optimizer state), over the {_human_bytes(MAX_PARAMETER_BYTES)} limit",
-            hint="use fewer units per layer",
+            f"(weights, gradients, optimizer state and one batch of activations), "
+            f"over the {_human_bytes(MAX_PARAMETER_BYTES)} limit",
+            hint="use fewer units per layer (or a smaller training.batch_size)",
         )
 
 
