@@ -3,8 +3,8 @@
 
     python benchmarks/profile_step.py [--batch 128] [--threads N] [--steps 200] [--cpu]
 
-Runs the phases ``Network.gradients`` is made of (forward into the cached buffers, the loss,
-backward) plus the batch gather and the SGD update, each timed separately over the same steps,
+Runs the phases ``Network.gradients`` is made of (forward into the cached buffers, the output
+head: loss and s^L, backprop) plus the batch gather and the SGD update, timed separately,
 and the 8 matrix products alone for comparison. ``--cpu`` times with the main thread's CPU clock
 (meaningful with ``--threads 1`` on a busy machine). Minimum over 5 rounds.
 """
@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks.run import gemm_operands  # noqa: E402
 from benchmarks.workload import NnctlTrainer, make_w1  # noqa: E402
-from nnctl.network import ForwardBuffers  # noqa: E402
+from nnctl.network import ForwardBuffers, softmax_cce  # noqa: E402
 
 
 def main() -> None:
@@ -47,7 +47,8 @@ def main() -> None:
     net, optimizer, state, lr = trainer.net, trainer.optimizer, trainer.state, trainer.lr
     xb, tb = trainer.xb, trainer.tb
     order = np.random.default_rng(0).permutation(data.rows)[: batch * steps]
-    phases = dict.fromkeys(("gather", "forward", "loss", "backward", "update"), float("inf"))
+    phases = dict.fromkeys(("gather", "forward", "head", "backprop", "update"), float("inf"))
+    fused = net._fuses_softmax_cce
 
     for _ in range(6):  # the first round warms up; the minimum of the rest is reported
         spent = dict.fromkeys(phases, 0.0)
@@ -57,11 +58,16 @@ def main() -> None:
             np.take(data.X, idx, axis=0, out=xb)
             np.take(data.T, idx, axis=0, out=tb)
             t1 = clock()
-            trace = net._forward(xb, None, net._cached(ForwardBuffers, batch, net.dtype))
+            buffers = net._cached(ForwardBuffers, batch, net.dtype)
+            trace = net._forward(xb, None, buffers, output_activation=not fused)
             t2 = clock()
-            float(net.per_sample_loss(trace, tb).mean())
+            if fused:  # what Network.gradients does, phase by phase
+                _, s = softmax_cce(trace.z[-1], tb, out=trace.a[-1])
+            else:
+                float(net.per_sample_loss(trace, tb).mean())
+                s = net.rule.sensitivity(trace.z[-1], trace.a[-1], tb)
             t3 = clock()
-            grads = net.backward(trace, tb)
+            grads = net._backprop(trace, s)
             t4 = clock()
             optimizer.update(net.parameters(), grads, state, lr)
             t5 = clock()

@@ -410,21 +410,32 @@ def suite_memory(ctx: Context) -> dict:
     return result
 
 
+def peak_rss() -> int:
+    """Peak resident memory of this process in bytes: VmHWM, the high-water mark of its own address
+    space, where Linux has it. (``ru_maxrss`` would do in a process started from a small parent,
+    but a child forked from this benchmark inherits the parent's RSS at fork as its starting
+    maximum, torch and data included.)"""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, kB elsewhere
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
 def memory_child(rows: int, steps: str) -> None:
-    """Runs in its own process: ru_maxrss after imports, after building the data, after training."""
-
-    def maxrss() -> int:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
-
-    baseline = maxrss()
+    """Runs in its own process: peak RSS after imports, after building the data, after training."""
+    baseline = peak_rss()
     data = make_w1(rows)
-    after_data = maxrss()
+    after_data = peak_rss()
     nn = NnctlTrainer(128)
     order = np.random.default_rng(3).permutation(rows)
     if steps != "epoch":
         order = order[: int(steps) * 128]
     nnctl_epoch(nn, data, order)
-    peak = maxrss()
+    peak = peak_rss()
     print(
         json.dumps(
             {
@@ -441,46 +452,69 @@ def memory_child(rows: int, steps: str) -> None:
 
 
 def suite_blasenv(ctx: Context) -> dict:
-    """nnctl training with OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE as set vs unset, in child processes."""
+    """The train comparison with OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE as set and unset, each in
+    child processes (this process and the tests never change them), rounds alternating."""
     present = {k: os.environ[k] for k in BLAS_ENV if k in os.environ}
     if not present:
         return {"note": "OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are not set: nothing to compare"}
     plan = ctx.plan
-    unset_env = {k: v for k, v in os.environ.items() if k not in BLAS_ENV}
-    variants = {"as set": dict(os.environ), "unset": unset_env}
-    args = ["--blas-child", str(plan.trial_rows // 2), "--threads", str(ctx.threads)]
+    variants = {
+        "as set": dict(os.environ),
+        "unset": {k: v for k, v in os.environ.items() if k not in BLAS_ENV},
+    }
+    rows = 1_536 if plan.quick else 7_680
+    args = ["--blas-child", str(rows), "--threads", str(ctx.threads), *(["--quick"] if plan.quick else [])]
     runs: dict[str, list[dict]] = {name: [] for name in variants}
-    for _ in range(plan.repeats if not plan.quick else 3):
+    for _ in range(1 if plan.quick else 2):
         for name, env in variants.items():
             done = subprocess.run(child_command(*args), capture_output=True, text=True, env=env, check=False)
             if done.returncode != 0:
                 return {"error": done.stderr.strip().splitlines()[-1:] or ["child failed"]}
             runs[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
-    out: dict = {"env": present, "variants": {}}
+    out: dict = {"env": present, "trial_rows": rows, "variants": {}}
     for name, results in runs.items():
+        batches: dict = {}
+        for batch in results[0]["batches"]:
+            raw = {
+                who: [r for res in results for r in res["batches"][batch]["raw"][who]]
+                for who in results[0]["batches"][batch]["raw"]
+            }
+            row: dict = {"samples_per_s": {who: median(v) for who, v in raw.items()}}
+            for peer in ("torch", "sklearn"):
+                if peer in raw:
+                    row[f"vs_{peer}"] = ratio_entry(raw["nnctl"], raw[peer])
+            batches[batch] = row
         out["variants"][name] = {
             "architecture": results[0]["architecture"],
-            "samples_per_s": {b: median([r["rates"][b] for r in results]) for b in results[0]["rates"]},
             "peak_gflops_2048": median([r["peak"] for r in results]),
+            "batches": batches,
+            "notes": results[0]["notes"],
         }
-    base = out["variants"]["as set"]["samples_per_s"]
-    out["unset_over_set"] = {b: out["variants"]["unset"]["samples_per_s"][b] / base[b] for b in base}
+    base = out["variants"]["as set"]["batches"]
+    unset = out["variants"]["unset"]["batches"]
+    out["nnctl_unset_over_set"] = {
+        b: unset[b]["samples_per_s"]["nnctl"] / base[b]["samples_per_s"]["nnctl"] for b in base
+    }
     return out
 
 
-def blas_child(rows: int) -> None:
-    from threadpoolctl import threadpool_info
+def blas_child(rows: int, threads: int, quick: bool) -> None:
+    """Runs in a child process: the train suite (small trials, 3 repeats) and the matmul peak;
+    with ``--quick`` on less data and without scikit-learn, the slowest contender."""
+    try:
+        from threadpoolctl import threadpool_info
 
-    arch = next((i.get("architecture") for i in threadpool_info() if i.get("user_api") == "blas"), None)
-    data = make_w1(max(rows, 4096))
-    rng = np.random.default_rng(5)
-    rates = {}
-    for batch in (32, 128, 512):
-        nn = NnctlTrainer(batch)
-        nnctl_epoch(nn, data, rng.permutation(data.rows)[: batch * 8])
-        order = rng.permutation(data.rows)[: (rows // batch) * batch]
-        rates[str(batch)] = len(order) / timed(nnctl_epoch, nn, data, order)
-    print(json.dumps({"architecture": arch, "rates": rates, "peak": matmul_peak(repeats=3)}))
+        arch = next((i.get("architecture") for i in threadpool_info() if i.get("user_api") == "blas"), None)
+    except ImportError:
+        arch = None
+    plan = Plan(quick=True, repeats=3, data_rows=8_192 if quick else 16_384, trial_rows=rows)
+    ctx = Context(plan, threads)
+    if quick:
+        ctx.sklearn, ctx.sklearn_note = None, "scikit-learn: skipped in --quick"
+    result = suite_train(ctx)
+    result["architecture"] = arch
+    result["peak"] = matmul_peak(repeats=3)
+    print(json.dumps(result))
 
 
 # -- report ----------------------------------------------------------------------------------
@@ -505,7 +539,8 @@ def targets(results: dict) -> list[dict]:
     if "memory" in results and "peak_bytes" in results["memory"]:
         value = results["memory"]["over_dataset_mb"]
         rows.append(target("peak RSS − dataset bytes", value, 200.0, at_most=True, unit="MB"))
-    return [r for r in rows if r["value"] is not None or r["target"].startswith("train")]
+    ran_train = "train" in results
+    return [r for r in rows if r["value"] is not None or (ran_train and r["target"].startswith("train"))]
 
 
 def markdown(results: dict) -> str:
@@ -532,11 +567,10 @@ def markdown(results: dict) -> str:
         lines.append("- environment: " + ", ".join(f"{k}={v}" for k, v in env["env"].items()))
     lines.append(f"- repeats: {plan['repeats']} (medians; ratios are medians of back-to-back pairs, range)")
     if env.get("load_average_start") is not None:
-        load = f"- load average (1 min): {env['load_average_start']:.2f} at start, "
-        load += f"{env.get('load_average_end', float('nan')):.2f} at end"
-        if max(env["load_average_start"], env.get("load_average_end", 0.0)) > 0.5:
-            load += " — other processes were using the CPUs; absolute rates suffer, pair ratios less"
-        lines.append(load)
+        load = f"- load average (1 min) before the run: {env['load_average_start']:.2f}"
+        if env["load_average_start"] > 0.5:
+            load += " — other processes were using the CPUs: rates suffer, pair ratios less"
+        lines.append(load + " (the run itself adds about one per thread)")
 
     if "train" in results:
         tr = results["train"]
@@ -596,7 +630,7 @@ def markdown(results: dict) -> str:
         lines.append(f"- linear = the median µs/row over all sizes ({sc['reference_us_per_row']:.2f})")
     if "memory" in results:
         mem = results["memory"]
-        lines += ["", "## Peak memory of training W1 (fresh process, ru_maxrss)", ""]
+        lines += ["", "## Peak memory of training W1 (fresh process without torch, peak RSS)", ""]
         if "error" in mem:
             lines.append(f"- child failed: {mem['error']}")
         else:
@@ -611,23 +645,30 @@ def markdown(results: dict) -> str:
             ]
     if "blasenv" in results:
         be = results["blasenv"]
-        lines += ["", "## OpenBLAS kernel selection (nnctl only, child processes)", ""]
+        lines += ["", "## OpenBLAS kernel selection: the train comparison in child processes", ""]
         if "variants" not in be:
             lines.append(f"- {be.get('note') or be.get('error')}")
         else:
             lines += [
-                "| environment | architecture | b=32 | b=128 | b=512 | 2048³ GFLOP/s |",
-                "|---|---|---:|---:|---:|---:|",
+                "| OpenBLAS env | kernel | batch | nnctl | PyTorch | scikit-learn "
+                "| nnctl ÷ PyTorch | nnctl ÷ sklearn |",
+                "|---|---|---:|---:|---:|---:|---|---|",
             ]
             for name, v in be["variants"].items():
-                rate = v["samples_per_s"]
                 label = ", ".join(f"{k}={val}" for k, val in be["env"].items()) if name == "as set" else name
-                lines.append(
-                    f"| {label} | {v['architecture']} | {fmt_rate(rate['32'])} | {fmt_rate(rate['128'])} | "
-                    f"{fmt_rate(rate['512'])} | {v['peak_gflops_2048']:.0f} |"
-                )
-            ratios = ", ".join(f"b={b}: {r:.2f}×" for b, r in be["unset_over_set"].items())
-            lines.append(f"- unset ÷ as set: {ratios}")
+                for batch, row in v["batches"].items():
+                    rate = row["samples_per_s"]
+                    lines.append(
+                        f"| {label} | {v['architecture']} | {batch} | {fmt_rate(rate['nnctl'])} | "
+                        f"{fmt_rate(rate.get('torch'))} | {fmt_rate(rate.get('sklearn'))} | "
+                        f"{fmt_ratio(row.get('vs_torch'))} | {fmt_ratio(row.get('vs_sklearn'))} |"
+                    )
+            peaks = ", ".join(
+                f"{name} {v['peak_gflops_2048']:.0f} GFLOP/s" for name, v in be["variants"].items()
+            )
+            gain = ", ".join(f"b={b}: {r:.2f}×" for b, r in be["nnctl_unset_over_set"].items())
+            lines.append(f"- {be['trial_rows']:,} rows per trial; 2048³ matmul: {peaks}")
+            lines.append(f"- nnctl with the variables unset ÷ as set: {gain}")
     rows = results.get("targets", [])
     if rows:
         lines += ["", "## Targets (issue 5)", "", "| target | measured | goal | met |", "|---|---:|---:|---|"]
@@ -650,7 +691,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--suite", choices=(*SUITES, "all"), default="all")
+    parser.add_argument(
+        "--suite", default="all", help=f"{', '.join(SUITES)} or all; several as a comma-separated list"
+    )
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats, ≥ 3 (7; quick 3)")
     parser.add_argument("--quick", action="store_true", help="small sizes: --suite all in < 1 min")
     parser.add_argument("--threads", type=int, default=None, help="BLAS/OpenMP threads (default: numpy's)")
@@ -671,7 +714,7 @@ def main(argv: list[str] | None = None) -> int:
         memory_child(int(args.memory_child[0]), args.memory_child[1])
         return 0
     if args.blas_child:
-        blas_child(args.blas_child)
+        blas_child(args.blas_child, args.threads or numpy_blas_threads(), args.quick)
         return 0
     if args.repeats is not None and args.repeats < 3:
         parser.error("--repeats must be at least 3")
@@ -683,7 +726,10 @@ def main(argv: list[str] | None = None) -> int:
         "environment": environment(ctx.torch, ctx.sklearn, threads),
         "plan": plan.__dict__,
     }
-    suites = SUITES if args.suite == "all" else (args.suite,)
+    suites = SUITES if args.suite == "all" else tuple(args.suite.split(","))
+    unknown = [name for name in suites if name not in SUITES]
+    if unknown:
+        parser.error(f"unknown suite {', '.join(unknown)}; choose from {', '.join(SUITES)} or all")
     runners = {
         "train": suite_train,
         "roofline": suite_roofline,
@@ -707,7 +753,7 @@ def main(argv: list[str] | None = None) -> int:
     text = markdown(results)
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    stem = f"{stamp}-{args.suite}{'-quick' if args.quick else ''}"
+    stem = f"{stamp}-{args.suite.replace(',', '+')}{'-quick' if args.quick else ''}"
     (args.out / f"{stem}.json").write_text(json.dumps(results, indent=2, default=str))
     (args.out / f"{stem}.md").write_text(text)
     print(text)

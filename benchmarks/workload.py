@@ -95,16 +95,17 @@ def nnctl_epoch(trainer: NnctlTrainer, data: Dataset, order: np.ndarray) -> floa
     """One pass of nnctl training over the rows ``order`` (full batches only); mean batch loss.
 
     This is nnctl's real training step, the only nnctl training code any suite times:
-    gather the batch rows with ``np.take(..., out=buffer)``, ``loss, grads = net.gradients(xb, tb)``,
-    ``optimizer.update(net.parameters(), grads, state, lr)``.
+    gather the batch rows with ``np.take(..., out=buffer, mode="clip")`` (as ``Split.gather`` in
+    nnctl/training.py does; "clip" skips the copy that "raise" makes to protect ``out``),
+    ``loss, grads = net.gradients(xb, tb)``, ``optimizer.update(net.parameters(), grads, state, lr)``.
     """
     net, optimizer, state, lr = trainer.net, trainer.optimizer, trainer.state, trainer.lr
     xb, tb, batch = trainer.xb, trainer.tb, trainer.batch_size
     total, steps = 0.0, 0
     for start in range(0, len(order) - batch + 1, batch):
         idx = order[start : start + batch]
-        np.take(data.X, idx, axis=0, out=xb)
-        np.take(data.T, idx, axis=0, out=tb)
+        np.take(data.X, idx, axis=0, out=xb, mode="clip")
+        np.take(data.T, idx, axis=0, out=tb, mode="clip")
         loss, grads = net.gradients(xb, tb)
         optimizer.update(net.parameters(), grads, state, lr)
         total += loss

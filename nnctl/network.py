@@ -22,7 +22,7 @@ from typing import TypeVar
 import numpy as np
 
 from nnctl.activations import Activation, Relu, Softmax
-from nnctl.costs import Cost, OutputRule, output_rule
+from nnctl.costs import CategoricalCrossEntropy, Cost, OutputRule, output_rule
 from nnctl.initializers import Auto, Initializer
 
 Array = np.ndarray
@@ -119,8 +119,12 @@ class Network:
 
     The network keeps scratch buffers (``ForwardBuffers``, ``BackwardBuffers``) for the few
     batch sizes it last trained on, per thread, so that a training step allocates nothing but
-    the gradients it returns. They carry nothing from one call to the next; copies, pickles and
-    ``astype`` start without them.
+    the gradients it returns (those are new arrays on every call). The buffers carry nothing
+    from one call to the next; copies, pickles and ``astype`` start without them.
+
+    With a softmax output, CCE and the fused rule (2.21), ``gradients`` computes the outputs,
+    the loss and s^L in one pass over z^L (``softmax_cce``), bit for bit what the general path
+    (``Softmax.forward``, ``per_sample_loss``, ``rule.sensitivity``) gives.
     """
 
     #: Buffer sets kept per kind, least recently used dropped first. A trainer needs two: its
@@ -221,14 +225,22 @@ class Network:
     def forward_pass(self, x: Array, rng: np.random.Generator | None = None) -> Trace:
         """Forward pass keeping z, a for backprop; dropout is applied only when ``rng`` is given.
 
-        The trace's arrays are new ones, the caller's to keep. Arithmetic runs in the dtype of
-        ``x`` and the weights together, as ``x @ W.T`` would.
+        The trace's arrays are new ones, the caller's to keep. Inputs are cast to the network's
+        dtype, so a float32 network computes in float32 whatever it is given.
         """
-        x = np.asarray(x)
-        return self._forward(x, rng, ForwardBuffers(self.layers, x.shape[0], np.result_type(x, self.dtype)))
+        x = np.asarray(x, dtype=self.dtype)
+        return self._forward(x, rng, ForwardBuffers(self.layers, x.shape[0], self.dtype))
 
-    def _forward(self, x: Array, rng: np.random.Generator | None, buffers: ForwardBuffers) -> Trace:
-        """(1.3)-(1.4) layer by layer, written into ``buffers``; the trace refers to them."""
+    def _forward(
+        self,
+        x: Array,
+        rng: np.random.Generator | None,
+        buffers: ForwardBuffers,
+        *,
+        output_activation: bool = True,
+    ) -> Trace:
+        """(1.3)-(1.4) layer by layer, written into ``buffers``; the trace refers to them.
+        With ``output_activation=False`` a^L is left for the caller to write."""
         inputs: list[Array] = [x]
         masks: list[Array | None] = []
         last = len(self.layers) - 1
@@ -236,7 +248,8 @@ class Network:
             z, a = buffers.z[index], buffers.a[index]
             np.matmul(inputs[index], layer.W.T, out=z)  # (1.3), batch-major: z = a^{l-1} W^T + b
             z += layer.b
-            layer.activation.forward(z, out=a)  # (1.4) / (2.7)
+            if index < last or output_activation:
+                layer.activation.forward(z, out=a)  # (1.4) / (2.7)
             mask = None
             if index < last and rng is not None and layer.dropout > 0.0:
                 mask, dropped, uniform = buffers.dropout_buffers(index)
@@ -266,8 +279,11 @@ class Network:
         dC/dW = s^T a^{l-1} (1.29)/(1.32), dC/db = sum of s, and s^{l-1} = J^{l-1} W^T s (2.12).
         Arithmetic runs in the dtype of s^L (that of z^L and t together).
         """
-        batch = trace.z[-1].shape[0]
-        s = self.rule.sensitivity(trace.z[-1], trace.a[-1], t)
+        return self._backprop(trace, self.rule.sensitivity(trace.z[-1], trace.a[-1], t))
+
+    def _backprop(self, trace: Trace, s: Array) -> list[Array]:
+        """``backward`` from s^L, the output sensitivity of each sample (a new array)."""
+        batch = s.shape[0]
         s *= 1.0 / batch  # gradient of the mean: scale once, at the top
         buffers = self._cached(BackwardBuffers, batch, s.dtype)
         grads: list[Array] = [None] * (2 * len(self.layers))  # type: ignore[list-item]
@@ -294,21 +310,37 @@ class Network:
         """(mean loss, gradients) for one batch: ``forward_pass``, the mean cost, ``backward``.
 
         The forward pass writes into the buffers this network keeps for the batch size, so a
-        step allocates only the gradients it returns (new arrays, the caller's to keep).
+        step allocates only the gradients it returns (new arrays, the caller's to keep). For a
+        softmax output with CCE (the fused rule (2.21)) the outputs, the loss and s^L come from
+        one pass over z^L (``softmax_cce``), with the same values as the general path.
         """
-        x = np.asarray(x)
-        buffers = self._cached(ForwardBuffers, x.shape[0], np.result_type(x, self.dtype))
-        trace = self._forward(x, rng, buffers)
-        loss = float(self.per_sample_loss(trace, t).mean())
-        return loss, self.backward(trace, t)
+        x, t = np.asarray(x, dtype=self.dtype), np.asarray(t, dtype=self.dtype)  # no silent upcasts
+        buffers = self._cached(ForwardBuffers, x.shape[0], self.dtype)
+        if self._fuses_softmax_cce:
+            trace = self._forward(x, rng, buffers, output_activation=False)
+            loss, s = softmax_cce(trace.z[-1], t, out=trace.a[-1])
+        else:
+            trace = self._forward(x, rng, buffers)
+            loss = float(self.per_sample_loss(trace, t).mean())
+            s = self.rule.sensitivity(trace.z[-1], trace.a[-1], t)
+        return loss, self._backprop(trace, s)
+
+    @property
+    def _fuses_softmax_cce(self) -> bool:
+        """Whether ``gradients`` takes the one-pass softmax+CCE head (the rule says it is fused)."""
+        return (
+            self.rule.fused
+            and isinstance(self.layers[-1].activation, Softmax)
+            and isinstance(self.cost, CategoricalCrossEntropy)
+        )
 
     def _cached(self, kind: type[Buffers], batch: int, dtype: np.dtype) -> Buffers:
         """This network's ``kind`` buffers for the batch size, dtype and calling thread."""
         cache = self.__dict__.setdefault("_buffers", {})
-        key = (kind, batch, np.dtype(dtype), threading.get_ident())
+        key = (kind, batch, dtype, threading.get_ident())
         buffers = cache.pop(key, None)
         if buffers is None or buffers.shapes != tuple(layer.W.shape for layer in self.layers):
-            buffers = kind(self.layers, batch, np.dtype(dtype))
+            buffers = kind(self.layers, batch, dtype)
         cache[key] = buffers  # most recently used last
         while len(cache) > 2 * self.cached_buffer_sets:
             del cache[next(iter(cache))]
@@ -334,6 +366,26 @@ class Network:
                 }
             )
         return rows
+
+
+def softmax_cce(z: Array, t: Array, out: Array) -> tuple[float, Array]:
+    """Softmax outputs a (2.1) into ``out``, the mean CCE loss (2.18) and s^L (2.20) of each
+    sample, in one pass over the output layer's z.
+
+    The operations and their order are those of ``Softmax.forward``, the log-softmax loss of
+    ``CategoricalCrossEntropy`` and its fused rule, so every value is bit-identical to theirs;
+    only the shifted logits and their exponentials are computed once instead of twice.
+    """
+    shifted = z - z.max(axis=1, keepdims=True)  # every exponential is at most 1
+    a = np.exp(shifted, out=out)
+    total = a.sum(axis=1, keepdims=True)
+    a /= total  # (2.1)
+    shifted -= np.log(total)  # log a, by log-sum-exp
+    t_log_a = np.einsum("bk,bk->b", t, shifted)  # sum_k t_k log a_k = -c per sample (2.18)
+    loss = -float(t_log_a.sum() / len(t_log_a))  # the batch mean, as np.mean computes it
+    s = a * t.sum(axis=1, keepdims=True)
+    s -= t  # (2.20); for one-hot targets, s = a - t (2.21)
+    return loss, s
 
 
 def dropout_mask(rng: np.random.Generator, shape: tuple[int, ...], rate: float, dtype: np.dtype) -> Array:

@@ -164,9 +164,10 @@ def test_numpy_reproduces_predict_single_logistic(breast_ckpt: Path, tmp_path: P
     x = np.array([[float(r[names.index(f)]) for f in ck["feature_names"]] for r in data])
     a = (x - ck["norm_shift"]) / ck["norm_scale"]
     layers = config["model"]["layers"]
-    assert [layer["activation"]["name"] for layer in layers] == ["relu", "logistic"]
+    hidden = layers[0]["activation"]["name"]
+    assert [hidden, layers[1]["activation"]["name"]] == [hidden, "logistic"] and hidden in ("relu", "tanh")
     z = a @ ck["W1"].T.astype(np.float64) + ck["b1"]
-    a = np.maximum(z, 0)
+    a = np.maximum(z, 0) if hidden == "relu" else np.tanh(z)
     z = a @ ck["W2"].T.astype(np.float64) + ck["b2"]
     out = layers[-1]["activation"]  # logistic L / (1 + e^{-k (z - x0)}); bce needs L = 1
     p = out.get("L", 1.0) / (1.0 + np.exp(-out.get("k", 1.0) * (z[:, 0] - out.get("x0", 0.0))))
