@@ -181,26 +181,34 @@ def prepare_table(config: Config, table: Table, *, consume: bool = False) -> Pre
 
 
 def fit_normalizer(kind: str, x: Array, rows: Array) -> Normalizer:
-    """Normalization statistics of the training rows, in float64, a chunk at a time
-    (so neither the training part nor a float64 copy of it is ever materialized)."""
+    """Normalization statistics of the training rows in float64, one pass over chunks, merged
+    with Chan et al.'s pairwise update, so neither the training part nor a float64 copy of it is
+    ever materialized (and memory-mapped data are read once)."""
     if kind == "none":
         return Normalizer.fit(kind, x[:0])
-    n, width = rows.size, x.shape[1]
-    total, low, high = np.zeros(width), np.full(width, np.inf), np.full(width, -np.inf)
-    for start in range(0, n, CHUNK_ROWS):
-        chunk = np.asarray(x[np.sort(rows[start : start + CHUNK_ROWS])], dtype=np.float64)
+    width = x.shape[1]
+    count, mean, m2 = 0, np.zeros(width), np.zeros(width)
+    low, high = np.full(width, np.inf), np.full(width, -np.inf)
+    every_row = rows.size == x.shape[0]  # rows are sorted: then they are 0..n-1 and slices do
+    for start in range(0, rows.size, CHUNK_ROWS):
+        part = x[start : start + CHUNK_ROWS] if every_row else x[rows[start : start + CHUNK_ROWS]]
+        chunk = part.astype(np.float64)  # always a copy: it is centred in place below
         release_pages(x)
-        total += chunk.sum(axis=0)
         np.minimum(low, chunk.min(axis=0), out=low)
         np.maximum(high, chunk.max(axis=0), out=high)
+        n = chunk.shape[0]
+        chunk_mean = chunk.mean(axis=0)
+        chunk -= chunk_mean
+        chunk_m2 = np.einsum("ij,ij->j", chunk, chunk)
+        delta = chunk_mean - mean
+        total = count + n
+        mean += delta * (n / total)
+        m2 += chunk_m2 + delta * delta * (count * n / total)
+        count = total
     if kind == "minmax":
         shift, scale = low, high - low
     else:
-        shift, squares = total / n, np.zeros(width)
-        for start in range(0, n, CHUNK_ROWS):
-            chunk = np.asarray(x[np.sort(rows[start : start + CHUNK_ROWS])], dtype=np.float64) - shift
-            squares += np.einsum("ij,ij->j", chunk, chunk)
-        scale = np.sqrt(squares / n)
+        shift, scale = mean, np.sqrt(m2 / count)
     # Constant columns by exact comparison: a rounding-noise spread would blow them up.
     return Normalizer(kind, shift, np.where(high == low, 1.0, scale))
 
