@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.workload import make_w1  # noqa: E402
+from benchmarks.workload import make_w1
 
 NNCTL = [sys.executable, "-m", "nnctl.cli"]
 CONFIG = """\
@@ -79,7 +79,8 @@ def main() -> None:
     print("| measure | median | goal | met |")
     print("|---|---:|---:|---|")
     print(
-        f"| `nnctl --help`, fresh process | {help_s:.3f} s | < 0.3 s | {'met' if help_s < 0.3 else 'not met'} |"
+        f"| `nnctl --help`, fresh process | {help_s:.3f} s | < 0.3 s | "
+        f"{'met' if help_s < 0.3 else 'not met'} |"
     )
     print(
         f"| `nnctl --version`, fresh process | {version_s:.3f} s | < 0.3 s | "
