@@ -530,7 +530,9 @@ def _load_npy_folder(
 
 def _load_npy(path: Path, mmap: bool) -> Array:
     try:
-        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        advise_random_access(array)
+        return array
     except _NPZ_ERRORS as exc:
         if isinstance(exc, ValueError) and "allow_pickle" in str(exc):
             raise DataError(
@@ -552,6 +554,15 @@ def _check_finite_streamed(path: Path, x: np.memmap) -> None:
             if bad.size:
                 r, c = bad[0]
                 raise DataError(f"{path}: x[{start + r}, {c}] is {block[r, c]}, not a finite number")
+
+
+def advise_random_access(x: Array) -> None:
+    """Shuffled minibatches read rows in random order: tell the kernel not to read ahead or map
+    neighbouring pages on each fault (which would pull far more than a batch into memory)."""
+    mapped = getattr(x, "_mmap", None)
+    if mapped is not None and hasattr(mapped, "madvise") and hasattr(mmap_module, "MADV_RANDOM"):
+        with contextlib.suppress(OSError, ValueError):
+            mapped.madvise(mmap_module.MADV_RANDOM)
 
 
 def release_pages(x: Array) -> None:

@@ -414,8 +414,7 @@ class Trainer:
         for batch in range(self.loop.batch, batches):
             rows = order[batch * batch_size : (batch + 1) * batch_size]
             xb, tb = train.gather(rows, x_buffer, t_buffer)
-            if batch % 64 == 63:
-                release_pages(train.features)  # memory-mapped data: keep resident memory flat
+            release_pages(train.features)  # memory-mapped data: keep resident memory flat
             loss = self._step(xb, tb, lr, decay_mask, batch)
             self.loop.batch = batch + 1
             self.loop.step += 1
