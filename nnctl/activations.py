@@ -17,6 +17,8 @@ from typing import Annotated, ClassVar, Literal, Union
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 
+from nnctl.registry import build_component
+
 Array = np.ndarray
 
 
@@ -249,12 +251,5 @@ AnyActivation = Annotated[
 
 
 def get_activation(spec: str | dict | Activation) -> Activation:
-    """Build an activation from a YAML name, a ``{name: ..., param: ...}`` dict, or pass one through."""
-    if isinstance(spec, Activation):
-        return spec
-    if isinstance(spec, str):
-        spec = {"name": spec}
-    name = spec.get("name")
-    if name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
-    return ACTIVATIONS[name](**spec)
+    """Build an activation from its YAML name or ``{name: ..., param: ...}`` mapping."""
+    return build_component("activation", ACTIVATIONS, Activation, spec)

@@ -22,6 +22,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from nnctl.activations import Activation, Logistic, Softmax
+from nnctl.registry import build_component
 
 Array = np.ndarray
 
@@ -217,12 +218,5 @@ COSTS: dict[str, type[Cost]] = {cls.model_fields["name"].default: cls for cls in
 
 
 def get_cost(spec: str | dict | Cost) -> Cost:
-    """Build a cost from its YAML name or ``{name: ...}`` dict."""
-    if isinstance(spec, Cost):
-        return spec
-    if isinstance(spec, str):
-        spec = {"name": spec}
-    name = spec.get("name")
-    if name not in COSTS:
-        raise ValueError(f"unknown cost {name!r}; choose one of {', '.join(COSTS)}")
-    return COSTS[name](**spec)
+    """Build a cost from its YAML name or ``{name: ..., param: ...}`` mapping."""
+    return build_component("cost", COSTS, Cost, spec)

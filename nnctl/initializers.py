@@ -15,6 +15,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from nnctl.activations import Activation, Elu, Logistic, Relu
+from nnctl.registry import build_component
 
 
 def uniform_weights(
@@ -105,11 +106,5 @@ INITIALIZERS: dict[str, type[Initializer]] = {
 
 
 def get_initializer(spec: str | dict | Initializer) -> Initializer:
-    if isinstance(spec, Initializer):
-        return spec
-    if isinstance(spec, str):
-        spec = {"name": spec}
-    name = spec.get("name")
-    if name not in INITIALIZERS:
-        raise ValueError(f"unknown initializer {name!r}; choose one of {', '.join(INITIALIZERS)}")
-    return INITIALIZERS[name](**spec)
+    """Build an initializer from its YAML name or ``{name: ..., param: ...}`` mapping."""
+    return build_component("initializer", INITIALIZERS, Initializer, spec)

@@ -19,6 +19,8 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat
 
+from nnctl.registry import build_component
+
 Array = np.ndarray
 State = dict[str, Array]
 
@@ -151,11 +153,5 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {cls.model_fields["name"].default: cls 
 
 
 def get_optimizer(spec: str | dict | Optimizer) -> Optimizer:
-    if isinstance(spec, Optimizer):
-        return spec
-    if isinstance(spec, str):
-        spec = {"name": spec}
-    name = spec.get("name")
-    if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
-    return OPTIMIZERS[name](**spec)
+    """Build an optimizer from its YAML name or ``{name: ..., param: ...}`` mapping."""
+    return build_component("optimizer", OPTIMIZERS, Optimizer, spec)
