@@ -244,10 +244,7 @@ ACTIVATIONS: dict[str, type[Activation]] = {
     cls.model_fields["name"].default: cls for cls in ACTIVATION_CLASSES
 }
 
-AnyActivation = Annotated[
-    Union[Relu, Elu, Logistic, Tanh, Softmax, Identity],  # noqa: UP007 - pydantic needs the tuple form
-    Field(discriminator="name"),
-]
+AnyActivation = Annotated[Union[ACTIVATION_CLASSES], Field(discriminator="name")]  # noqa: UP007
 
 
 def get_activation(spec: str | dict | Activation) -> Activation:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import (
@@ -26,12 +26,12 @@ from pydantic import (
     model_validator,
 )
 
-from nnctl.activations import ACTIVATIONS, AnyActivation
-from nnctl.costs import COSTS, BinaryCrossEntropy, CategoricalCrossEntropy, Quadratic
+from nnctl.activations import ACTIVATION_CLASSES, ACTIVATIONS
+from nnctl.costs import COST_CLASSES, COSTS
 from nnctl.errors import ConfigError
-from nnctl.initializers import INITIALIZERS, Auto, He, Xavier
-from nnctl.optimizers import OPTIMIZERS, SGD, Adam, AdamW, Momentum, RMSprop
-from nnctl.schedules import SCHEDULES, AnySchedule, Constant
+from nnctl.initializers import INITIALIZER_CLASSES, INITIALIZERS, Auto
+from nnctl.optimizers import OPTIMIZER_CLASSES, OPTIMIZERS, SGD
+from nnctl.schedules import SCHEDULE_CLASSES, SCHEDULES, Constant
 
 #: Refuse networks whose parameters, gradients and optimizer state alone would exceed this.
 MAX_PARAMETER_BYTES = 8 * 1024**3
@@ -42,17 +42,17 @@ def _shorthand(value: Any) -> Any:
     return {"name": value} if isinstance(value, str) else value
 
 
-AnyCost = Annotated[
-    Quadratic | CategoricalCrossEntropy | BinaryCrossEntropy,
-    Field(discriminator="name"),
-    BeforeValidator(_shorthand),
-]
-AnyInitializer = Annotated[Auto | He | Xavier, Field(discriminator="name"), BeforeValidator(_shorthand)]
-AnyOptimizer = Annotated[
-    SGD | Momentum | Adam | AdamW | RMSprop, Field(discriminator="name"), BeforeValidator(_shorthand)
-]
-ActivationSpec = Annotated[AnyActivation, BeforeValidator(_shorthand)]
-ScheduleSpec = Annotated[AnySchedule, BeforeValidator(_shorthand)]
+def component_field(classes: tuple[type, ...]) -> Any:
+    """A registry's classes as one discriminated union on ``name``, with the string shorthand:
+    the registry is the only list of valid names."""
+    return Annotated[Union[classes], Field(discriminator="name"), BeforeValidator(_shorthand)]  # noqa: UP007
+
+
+AnyCost = component_field(COST_CLASSES)
+AnyInitializer = component_field(INITIALIZER_CLASSES)
+AnyOptimizer = component_field(OPTIMIZER_CLASSES)
+ActivationSpec = component_field(ACTIVATION_CLASSES)
+ScheduleSpec = component_field(SCHEDULE_CLASSES)
 
 REGISTRIES: dict[str, dict[str, type]] = {
     "activation": ACTIVATIONS,

@@ -8,7 +8,7 @@ dict of plain numbers (only ``reduce_on_plateau`` has any), saved in checkpoints
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveInt
 
@@ -107,7 +107,4 @@ SCHEDULE_CLASSES: tuple[type[Schedule], ...] = (Constant, Step, Exponential, Cos
 #: YAML name -> class: the single registry of schedules.
 SCHEDULES: dict[str, type[Schedule]] = {cls.model_fields["name"].default: cls for cls in SCHEDULE_CLASSES}
 
-AnySchedule = Annotated[
-    Constant | Step | Exponential | Cosine | ReduceOnPlateau,
-    Field(discriminator="name"),
-]
+AnySchedule = Annotated[Union[SCHEDULE_CLASSES], Field(discriminator="name")]  # noqa: UP007
