@@ -361,6 +361,11 @@ def describe_error(error: dict[str, Any], raw: Any) -> str:
         return f"{where}: unknown {family or 'name'} {tag!r}{hint} (choose one of: {', '.join(names)})"
     if kind == "union_tag_not_found":
         return f"{where}: needs a name (e.g. {{name: ...}})"
+    if kind == "literal_error":
+        allowed = re.findall(r"'([^']*)'", str(error.get("ctx", {}).get("expected", "")))
+        close = difflib.get_close_matches(str(error.get("input")), allowed, n=1, cutoff=0.5)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"{where} = {error.get('input')!r}: not allowed{hint} (choose one of: {', '.join(allowed)})"
     if kind == "value_error":
         message = str(error["ctx"]["error"]) if "ctx" in error else error["msg"]
         if re.match(r"^[\w.\[\]]+: ", message):  # the validator already named the key

@@ -125,6 +125,8 @@ def resumed_config(checkpoint: Checkpoint, config_path: Path | None, overrides: 
         wanted["name"] = stored["name"]
     else:
         wanted = checkpoint.config.model_dump(mode="json")
+    if wanted["data"].get("target") is None:  # the stored config names the column it used
+        wanted["data"]["target"] = stored["data"].get("target")
     for assignment in overrides:
         apply_override(wanted, assignment)
     config = validate_config(wanted, "--resume")
@@ -195,9 +197,21 @@ def locate_data(checkpoint: Checkpoint) -> str:
     )
 
 
+def resolve_for_folder(config: Config, prepared: Prepared, folder: Path) -> Config:
+    """The config as the run folder stores it: ``data.path`` relative to that folder (so its
+    config.yaml and checkpoints stay usable from anywhere and after the project moves) and
+    ``data.target`` naming the target column(s) actually used."""
+    names = prepared.target_names
+    update: dict[str, Any] = {}
+    if config.data.target is None and names:
+        update["target"] = names[0] if len(names) == 1 else list(names)
+    if not prepared.source.startswith("builtin:"):
+        update["path"] = Path(os.path.relpath(Path(prepared.source).resolve(), folder.resolve())).as_posix()
+    return config.model_copy(update={"data": config.data.model_copy(update=update)})
+
+
 def relocate_data_path(config: Config, source: str, folder: Path) -> Config:
-    """The config as the run folder stores it: ``data.path`` relative to that folder, so its
-    config.yaml and checkpoints stay usable from anywhere and after the project moves."""
+    """Only ``data.path``, made relative to ``folder`` (for callers without a Prepared)."""
     if source.startswith("builtin:"):
         return config
     relative = os.path.relpath(Path(source).resolve(), folder.resolve())
@@ -215,7 +229,7 @@ def run_training(
         earlier = RunFolder(plan.resume.path.parent).read_history(plan.resume.epoch)
     writer = RunWriter(plan.folder, earlier)
     all_callbacks = [writer, *callbacks]
-    plan.config = relocate_data_path(plan.config, prepared.source, plan.folder.path)
+    plan.config = resolve_for_folder(plan.config, prepared, plan.folder.path)
     prepared.config = plan.config
     if plan.resume is not None:
         best = _load_best(plan.resume)
@@ -326,7 +340,7 @@ def checkpoint_split(checkpoint: Checkpoint, data: Path | None) -> tuple[Split, 
                 hint="pass rows to evaluate with --data FILE",
             )
         return prepared.test, f"test split of {prepared.source}"
-    table = load_table(data, checkpoint.target_names, feature_names=checkpoint.feature_names)
+    table = load_table(str(data), checkpoint.target_names, feature_names=checkpoint.feature_names)
     encoder = encoder_of(checkpoint)
     dtype = np.dtype(checkpoint.config.dtype)
     x = normalizer_of(checkpoint).apply(table.x, dtype)
@@ -347,7 +361,7 @@ def predict_table(path: Path, input_path: Path) -> tuple[list[str], list[list[An
     """Header and rows of predictions for INPUT: labels (or values) plus per-class probabilities."""
     checkpoint = load_checkpoint(path)
     table = load_table(
-        input_path, checkpoint.target_names, feature_names=checkpoint.feature_names, require_target=False
+        str(input_path), checkpoint.target_names, feature_names=checkpoint.feature_names, require_target=False
     )
     net = network_from_checkpoint(checkpoint)
     x = normalizer_of(checkpoint).apply(table.x, np.dtype(checkpoint.config.dtype))
@@ -376,7 +390,7 @@ def prediction_rows(
 
 
 def _num(value: float) -> str:
-    return f"{float(value):.6g}"
+    return repr(float(value))  # shortest text that reads back as the same number
 
 
 def check_summary(config_path: Path, overrides: Sequence[str] = ()) -> tuple[Config, Prepared, Any]:
