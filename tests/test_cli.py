@@ -849,3 +849,41 @@ def test_python_m_entry_point(tmp_path: Path) -> None:
         [sys.executable, "-m", "nnctl.cli", "--version"], capture_output=True, text=True, cwd=tmp_path
     )
     assert proc.returncode == 0 and "nnctl" in proc.stdout
+
+
+def test_eval_and_predict_accept_builtin_data(tmp_path: Path) -> None:
+    run = train(CONFIGS / "xor.yaml", tmp_path / "xor")
+    result = eval_json(run / "best.npz", "--data", "builtin:xor")
+    assert result["samples"] == 4 and result["accuracy"] == 1.0
+    out = ok(invoke("predict", run / "best.npz", "builtin:xor"))
+    lines = out.stdout.strip().splitlines()
+    assert lines[0] == "y,p_0,p_1"
+    assert [line.split(",")[0] for line in lines[1:]] == ["0", "1", "1", "0"]
+
+
+def test_predicted_probabilities_round_trip_exactly(tmp_path: Path) -> None:
+    run = train(CONFIGS / "iris.yaml", tmp_path / "iris", "training.epochs=3")
+    rows = ok(invoke("predict", run / "best.npz", IRIS_CSV)).stdout.strip().splitlines()[1:]
+    probabilities = np.array([[float(v) for v in row.split(",")[1:]] for row in rows])
+    ckpt = read_checkpoint(run / "best.npz")
+    x = csv_columns(IRIS_CSV, IRIS_FEATURES)
+    _, expected = forward(ckpt, x)
+    np.testing.assert_allclose(probabilities, expected, rtol=0, atol=1e-6)
+    assert any(len(row.split(",")[1]) > 9 for row in rows)  # more than 6 significant digits
+
+
+def test_resolved_config_names_the_target_column(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    raw = yaml.safe_load((CONFIGS / "iris.yaml").read_text())
+    raw["data"]["path"] = str(IRIS_CSV)
+    raw["data"].pop("target")
+    config.write_text(yaml.safe_dump(raw))
+    run = train(config, tmp_path / "run", "training.epochs=2")
+    assert yaml.safe_load((run / "config.yaml").read_text())["data"]["target"] == "species"
+    ok(invoke("train", config, "--resume", run / "last.npz", "--set", "training.epochs=3", "--quiet"))
+
+
+def test_misspelt_choice_gets_a_suggestion(tmp_path: Path) -> None:
+    outcome = invoke("check", IRIS, "--set", "data.normalize=minmaxx")
+    assert outcome.code == 2
+    assert "data.normalize" in outcome.stderr and "did you mean 'minmax'" in outcome.stderr
