@@ -161,10 +161,7 @@ def prepare_for_plan(plan: TrainPlan) -> Prepared:
     if plan.resume is None:
         return prepare(plan.config, plan.config_dir)
     checkpoint = plan.resume
-    config = plan.config.model_copy(
-        update={"data": plan.config.data.model_copy(update={"path": locate_data(checkpoint)})}
-    )
-    prepared = prepare(config, None)
+    prepared = prepare_checkpoint_data(plan.config, checkpoint)
     prepared.config = plan.config
     if not (
         np.array_equal(prepared.normalizer.shift, checkpoint.norm_shift)
@@ -197,21 +194,25 @@ def locate_data(checkpoint: Checkpoint) -> str:
     )
 
 
+def prepare_checkpoint_data(config: Config, checkpoint: Checkpoint) -> Prepared:
+    """``config``'s splits of the data the checkpoint was trained on, wherever they are now."""
+    data = config.data.model_copy(update={"path": locate_data(checkpoint)})
+    return prepare(config.model_copy(update={"data": data}), None)
+
+
 def resolve_for_folder(config: Config, prepared: Prepared, folder: Path) -> Config:
     """The config as the run folder stores it: ``data.path`` relative to that folder (so its
     config.yaml and checkpoints stay usable from anywhere and after the project moves) and
     ``data.target`` naming the target column(s) actually used."""
     names = prepared.target_names
-    update: dict[str, Any] = {}
     if config.data.target is None and names:
-        update["target"] = names[0] if len(names) == 1 else list(names)
-    if not prepared.source.startswith("builtin:"):
-        update["path"] = Path(os.path.relpath(Path(prepared.source).resolve(), folder.resolve())).as_posix()
-    return config.model_copy(update={"data": config.data.model_copy(update=update)})
+        target = names[0] if len(names) == 1 else list(names)
+        config = config.model_copy(update={"data": config.data.model_copy(update={"target": target})})
+    return relocate_data_path(config, prepared.source, folder)
 
 
 def relocate_data_path(config: Config, source: str, folder: Path) -> Config:
-    """Only ``data.path``, made relative to ``folder`` (for callers without a Prepared)."""
+    """``data.path`` made relative to ``folder`` (builtin names stay as they are)."""
     if source.startswith("builtin:"):
         return config
     relative = os.path.relpath(Path(source).resolve(), folder.resolve())
@@ -329,11 +330,7 @@ def normalizer_of(checkpoint: Checkpoint) -> Normalizer:
 def checkpoint_split(checkpoint: Checkpoint, data: Path | None) -> tuple[Split, str]:
     """The rows to evaluate: FILE's rows, or the checkpoint's own test split."""
     if data is None:
-        config = checkpoint.config
-        located = config.model_copy(
-            update={"data": config.data.model_copy(update={"path": locate_data(checkpoint)})}
-        )
-        prepared = prepare(located, None)
+        prepared = prepare_checkpoint_data(checkpoint.config, checkpoint)
         if prepared.test is None:
             raise NnctlError(
                 f"{checkpoint.path}: its config holds out no test split (data.test = 0)",
