@@ -72,7 +72,7 @@ def main() -> None:
     size = (args.folder / "x.npy").stat().st_size
     config = args.folder / "mmap.yaml"
     config.write_text(CONFIG.format(data=args.folder, normalize=args.normalize))
-    command = [sys.executable, "-m", "nnctl.cli", "train", str(config), "--out", str(args.folder / "run")]
+    command = [sys.executable, "-m", "nnctl.cli.app", "train", str(config), "--out", str(args.folder / "run")]
     start = time.perf_counter()
     process = subprocess.Popen([*command, "--force", "-q"])
     samples: list[int] = []

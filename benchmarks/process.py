@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.workload import make_w1
 
-NNCTL = [sys.executable, "-m", "nnctl.cli"]
+NNCTL = [sys.executable, "-m", "nnctl.cli.app"]
 CONFIG = """\
 name: w1
 seed: 0

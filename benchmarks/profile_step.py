@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks.run import gemm_operands  # noqa: E402
 from benchmarks.workload import NnctlTrainer, make_w1  # noqa: E402
-from nnctl.network import ForwardBuffers, softmax_cce  # noqa: E402
+from nnctl.engine.network import ForwardBuffers, softmax_cce  # noqa: E402
 
 
 def main() -> None:

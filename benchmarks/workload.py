@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nnctl.activations import Relu, Softmax
-from nnctl.costs import CategoricalCrossEntropy
-from nnctl.network import LayerSpec, Network
-from nnctl.optimizers import SGD, Optimizer
+from nnctl.engine.activations import Relu, Softmax
+from nnctl.engine.costs import CategoricalCrossEntropy
+from nnctl.engine.network import LayerSpec, Network
+from nnctl.engine.optimizers import SGD, Optimizer
 
 FEATURES = 784
 CLASSES = 10

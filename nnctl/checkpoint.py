@@ -32,13 +32,14 @@ from typing import IO, Any
 import numpy as np
 
 from nnctl.config import MAX_PARAMETER_BYTES, Config, check_parameter_budget, validate_config
+from nnctl.data.targets import TASKS
 from nnctl.errors import CheckpointError, ConfigError, TrainingFailed
 from nnctl.files import atomic_write_with
 
 FORMAT = "nnctl-checkpoint"
 FORMAT_VERSION = 1
 OPTIMIZER_PREFIX = "opt_"
-TASKS = ("classification", "multilabel", "regression")
+
 #: Largest text member (config, meta, train_state, name lists) read from a checkpoint.
 MAX_TEXT_BYTES = 64 * 1024**2
 #: Largest total (uncompressed) size of a checkpoint: the parameter budget plus room for text.

@@ -26,12 +26,12 @@ from pydantic import (
     model_validator,
 )
 
-from nnctl.activations import ACTIVATION_CLASSES, ACTIVATIONS
-from nnctl.costs import COST_CLASSES, COSTS
+from nnctl.engine.activations import ACTIVATION_CLASSES, ACTIVATIONS
+from nnctl.engine.costs import COST_CLASSES, COSTS
+from nnctl.engine.initializers import INITIALIZER_CLASSES, INITIALIZERS, Auto
+from nnctl.engine.optimizers import OPTIMIZER_CLASSES, OPTIMIZERS, SGD
+from nnctl.engine.schedules import SCHEDULE_CLASSES, SCHEDULES, Constant
 from nnctl.errors import ConfigError
-from nnctl.initializers import INITIALIZER_CLASSES, INITIALIZERS, Auto
-from nnctl.optimizers import OPTIMIZER_CLASSES, OPTIMIZERS, SGD
-from nnctl.schedules import SCHEDULE_CLASSES, SCHEDULES, Constant
 
 #: Refuse networks whose parameters, gradients and optimizer state alone would exceed this.
 MAX_PARAMETER_BYTES = 8 * 1024**3

@@ -64,10 +64,11 @@ from nnctl.config import (
     read_config_file,
     validate_config,
 )
-from nnctl.data import Table, load_table
+from nnctl.data.load import load_table
+from nnctl.data.table import Table
+from nnctl.engine.metrics import headline_metric
 from nnctl.errors import ConfigError, NnctlError
 from nnctl.files import atomic_write_text
-from nnctl.metrics import headline_metric
 from nnctl.runs import RunFolder, RunWriter, history_csv
 from nnctl.training import Callback, Trainer, build_network, prepare_table, resolve_data_path
 from nnctl.workflows import relocate_data_path

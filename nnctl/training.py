@@ -22,19 +22,16 @@ import numpy as np
 from nnctl import __version__
 from nnctl.checkpoint import Checkpoint
 from nnctl.config import Config, check_parameter_budget
-from nnctl.data import (
-    Normalizer,
-    Table,
-    TargetEncoder,
-    infer_task,
-    load_table,
-    release_pages,
-    split_indices,
-)
+from nnctl.data.arrays import release_pages
+from nnctl.data.load import load_table
+from nnctl.data.normalize import Normalizer
+from nnctl.data.splits import split_indices
+from nnctl.data.table import Table
+from nnctl.data.targets import TargetEncoder, infer_task
+from nnctl.engine.metrics import headline_metric, task_metrics
+from nnctl.engine.network import LayerSpec, Network
+from nnctl.engine.optimizers import Optimizer
 from nnctl.errors import ConfigError, TrainingFailed
-from nnctl.metrics import headline_metric, task_metrics
-from nnctl.network import LayerSpec, Network
-from nnctl.optimizers import Optimizer
 
 Array = np.ndarray
 STREAMS = ("init", "split", "shuffle", "dropout")

@@ -17,7 +17,9 @@ import numpy as np
 
 from nnctl.checkpoint import Checkpoint, load_checkpoint
 from nnctl.config import Config, apply_override, load_config, validate_config
-from nnctl.data import Normalizer, TargetEncoder, load_table
+from nnctl.data.load import load_table
+from nnctl.data.normalize import Normalizer
+from nnctl.data.targets import TargetEncoder
 from nnctl.errors import CheckpointError, ConfigError, DataError, NnctlError
 from nnctl.runs import RunFolder, RunWriter
 from nnctl.training import (

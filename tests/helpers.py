@@ -57,7 +57,7 @@ def invoke(*args: str | os.PathLike[str]) -> Outcome:
     (that is what a user would see as a traceback)."""
     from typer.testing import CliRunner
 
-    from nnctl.cli import app
+    from nnctl.cli.app import app
 
     result = CliRunner(env=CLI_ENV).invoke(app, [str(a) for a in args])
     if result.exception is not None and not isinstance(result.exception, SystemExit):
@@ -70,12 +70,12 @@ def invoke(*args: str | os.PathLike[str]) -> Outcome:
 
 
 def nnctl_command() -> list[str]:
-    """The installed console script (next to this interpreter), else ``python -m nnctl.cli``."""
+    """The installed console script (next to this interpreter), else ``python -m nnctl``."""
     script = Path(sys.executable).with_name("nnctl")
     if script.exists():
         return [str(script)]
     found = shutil.which("nnctl")
-    return [found] if found else [sys.executable, "-m", "nnctl.cli"]
+    return [found] if found else [sys.executable, "-m", "nnctl"]
 
 
 def run_nnctl(

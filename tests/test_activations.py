@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from nnctl.activations import ACTIVATIONS, Activation, Elu, Logistic, Softmax, Tanh
+from nnctl.engine.activations import ACTIVATIONS, Activation, Elu, Logistic, Softmax, Tanh
 
 VARIANTS: dict[str, Activation] = {
     **{name: cls() for name, cls in ACTIVATIONS.items()},

@@ -844,9 +844,9 @@ def test_divergence_after_first_epoch_keeps_last_finite_epoch(tmp_path: Path) ->
 
 
 def test_python_m_entry_point(tmp_path: Path) -> None:
-    """``python -m nnctl.cli`` behaves like the script (same exit status for bad usage)."""
+    """``python -m nnctl`` behaves like the script (same exit status for bad usage)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "nnctl.cli", "--version"], capture_output=True, text=True, cwd=tmp_path
+        [sys.executable, "-m", "nnctl", "--version"], capture_output=True, text=True, cwd=tmp_path
     )
     assert proc.returncode == 0 and "nnctl" in proc.stdout
 

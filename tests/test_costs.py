@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nnctl.activations import ACTIVATIONS, Activation, Elu, Logistic, Softmax
-from nnctl.costs import (
+from nnctl.engine.activations import ACTIVATIONS, Activation, Elu, Logistic, Softmax
+from nnctl.engine.costs import (
     COSTS,
     BinaryCrossEntropy,
     CategoricalCrossEntropy,

@@ -12,17 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nnctl.data import (
-    BUILTINS,
-    TASKS,
-    Normalizer,
-    Table,
-    TargetEncoder,
-    describe_targets,
-    infer_task,
-    load_table,
-    split_indices,
-)
+from nnctl.data.builtins import BUILTINS
+from nnctl.data.load import load_table
+from nnctl.data.normalize import Normalizer
+from nnctl.data.splits import split_indices
+from nnctl.data.table import Table
+from nnctl.data.targets import TASKS, TargetEncoder, describe_targets, infer_task
 from nnctl.errors import DataError
 
 DATASETS = Path(__file__).resolve().parents[1] / "datasets"

@@ -5,7 +5,7 @@
   thread counts give byte-identical weights too;
 * the checkpoint's meta records the library versions and BLAS threads the weights came from.
 
-Each training is a separate ``python -m nnctl.cli`` process: BLAS reads OPENBLAS_NUM_THREADS once, when
+Each training is a separate ``python -m nnctl`` process: BLAS reads OPENBLAS_NUM_THREADS once, when
 it loads, so thread counts can only be varied across processes. Across machines (container vs host) the
 comparison is made by .ci/container.sh; what is guaranteed there is in docs/docker.md.
 """
@@ -29,7 +29,7 @@ DIGITS = ROOT / "configs" / "digits.yaml"
 
 def _cli_missing() -> str | None:
     try:
-        import nnctl.cli  # noqa: F401
+        import nnctl.cli.app  # noqa: F401
     except ImportError as exc:
         return f"the nnctl CLI is not importable yet ({exc})"
     missing = [p.relative_to(ROOT).as_posix() for p in (XOR, DIGITS) if not p.exists()]
@@ -59,7 +59,7 @@ def train(config: Path, out: Path, *args: str, threads: int | None = None) -> di
     env = {k: v for k, v in os.environ.items() if k not in _BLAS_ENV}
     if threads is not None:
         env.update(dict.fromkeys(_BLAS_ENV, str(threads)))
-    cmd = [sys.executable, "-m", "nnctl.cli", "train", str(config), "--out", str(out), "--quiet", *args]
+    cmd = [sys.executable, "-m", "nnctl", "train", str(config), "--out", str(out), "--quiet", *args]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
     with np.load(out / "last.npz", allow_pickle=False) as npz:

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from nnctl.checkpoint import load_checkpoint
 from nnctl.config import apply_override, load_config, validate_config
-from nnctl.data import load_table
+from nnctl.data.load import load_table
 from nnctl.errors import CheckpointError, ConfigError, DataError, NnctlError
 from nnctl.workflows import evaluate_checkpoint, predict_table
 

@@ -6,10 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nnctl.activations import ACTIVATIONS, Activation, Elu, Logistic, Relu, Softmax, Tanh
-from nnctl.costs import COSTS, BinaryCrossEntropy, CategoricalCrossEntropy, Cost, Quadratic, output_rule
-from nnctl.gradcheck import gradient_check, numerical_gradient, relative_error
-from nnctl.network import LayerSpec, Network
+from nnctl.engine.activations import ACTIVATIONS, Activation, Elu, Logistic, Relu, Softmax, Tanh
+from nnctl.engine.costs import (
+    COSTS,
+    BinaryCrossEntropy,
+    CategoricalCrossEntropy,
+    Cost,
+    Quadratic,
+    output_rule,
+)
+from nnctl.engine.gradcheck import gradient_check, numerical_gradient, relative_error
+from nnctl.engine.network import LayerSpec, Network
 
 TOL = 1e-6
 ACTS: dict[str, Activation] = {

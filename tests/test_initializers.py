@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from nnctl.activations import ACTIVATIONS, Activation, Elu, Identity, Logistic, Relu, Softmax, Tanh
-from nnctl.costs import Quadratic
-from nnctl.initializers import INITIALIZERS, Auto, He, Xavier, get_initializer
-from nnctl.network import LayerSpec, Network
+from nnctl.engine.activations import ACTIVATIONS, Activation, Elu, Identity, Logistic, Relu, Softmax, Tanh
+from nnctl.engine.costs import Quadratic
+from nnctl.engine.initializers import INITIALIZERS, Auto, He, Xavier, get_initializer
+from nnctl.engine.network import LayerSpec, Network
 
 ALL_ACTIVATIONS = [cls() for cls in ACTIVATIONS.values()] + [Elu(alpha=0.5), Logistic(L=2.0, k=0.5, x0=1.0)]
 

@@ -27,7 +27,7 @@ from nnctl.checkpoint import load_checkpoint
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 NNCTL_SCRIPT = Path(sys.executable).parent / "nnctl"
-NNCTL = [str(NNCTL_SCRIPT)] if NNCTL_SCRIPT.exists() else [sys.executable, "-m", "nnctl.cli"]
+NNCTL = [str(NNCTL_SCRIPT)] if NNCTL_SCRIPT.exists() else [sys.executable, "-m", "nnctl"]
 ENV = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
 EPOCHS = 3
 CONFIG = textwrap.dedent(

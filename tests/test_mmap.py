@@ -9,9 +9,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from nnctl.cli import app
+from nnctl.cli.app import app
 from nnctl.config import validate_config
-from nnctl.data import load_table
+from nnctl.data.load import load_table
 from nnctl.errors import DataError
 from nnctl.training import prepare
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nnctl.activations import Elu, Identity, Logistic, Relu, Softmax, Tanh
-from nnctl.costs import BinaryCrossEntropy, CategoricalCrossEntropy, Cost, Quadratic
-from nnctl.network import LayerSpec, Network
-from nnctl.optimizers import SGD
+from nnctl.engine.activations import Elu, Identity, Logistic, Relu, Softmax, Tanh
+from nnctl.engine.costs import BinaryCrossEntropy, CategoricalCrossEntropy, Cost, Quadratic
+from nnctl.engine.network import LayerSpec, Network
+from nnctl.engine.optimizers import SGD
 
 DTYPES = [np.float32, np.float64]
 HEADS = [

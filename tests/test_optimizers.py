@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nnctl.activations import Logistic, Tanh
-from nnctl.costs import Quadratic
-from nnctl.network import DenseLayer, LayerSpec, Network
-from nnctl.optimizers import OPTIMIZERS, SGD, Adam, AdamW, Momentum, Optimizer, RMSprop, get_optimizer
+from nnctl.engine.activations import Logistic, Tanh
+from nnctl.engine.costs import Quadratic
+from nnctl.engine.network import DenseLayer, LayerSpec, Network
+from nnctl.engine.optimizers import OPTIMIZERS, SGD, Adam, AdamW, Momentum, Optimizer, RMSprop, get_optimizer
 
 # -- sgd: one step of (1.32), by hand ----------------------------------------------------------
 

@@ -19,10 +19,10 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from nnctl.activations import Relu, Softmax, Tanh
-from nnctl.costs import CategoricalCrossEntropy
-from nnctl.network import BackwardBuffers, ForwardBuffers, LayerSpec, Network
-from nnctl.optimizers import _SCRATCH, SGD, scratch_for
+from nnctl.engine.activations import Relu, Softmax, Tanh
+from nnctl.engine.costs import CategoricalCrossEntropy
+from nnctl.engine.network import BackwardBuffers, ForwardBuffers, LayerSpec, Network
+from nnctl.engine.optimizers import _SCRATCH, SGD, scratch_for
 
 SIZES = (32, 64, 48, 10)  # a small W1: inputs, two relu layers, softmax outputs
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from nnctl.cli import app
+from nnctl.cli.app import app
 from nnctl.errors import NnctlError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -112,7 +112,7 @@ def test_plot_run_writes_every_figure(mpl: None, iris_run: Path, tmp_path: Path)
 
 
 def test_plot_run_defaults_to_the_run_folder_and_returns_paths(mpl: None, iris_run: Path) -> None:
-    from nnctl.plots import plot_run
+    from nnctl.cli.plots import plot_run
 
     written = plot_run(iris_run)
     assert written == [iris_run / name for name in FIGURES]
@@ -124,7 +124,7 @@ def test_plot_figures_show_their_curves(mpl: None, iris_run: Path, tmp_path: Pat
     """The loss figure has a train and a validation curve with a legend; the others their labels."""
     import matplotlib
 
-    from nnctl.plots import plot_run
+    from nnctl.cli.plots import plot_run
 
     with matplotlib.rc_context({"svg.fonttype": "none"}):  # text as <text>, readable back
         plot_run(iris_run, tmp_path)
@@ -151,7 +151,7 @@ def test_regression_run_plots_r2(mpl: None, tmp_path: Path) -> None:
 
 def test_run_without_validation_plots_loss_and_lr_only(mpl: None, tmp_path: Path) -> None:
     run = train(CONFIGS / "iris.yaml", tmp_path / "noval", "training.epochs=4", "data.validation=0")
-    from nnctl.plots import plot_run
+    from nnctl.cli.plots import plot_run
 
     written = plot_run(run, tmp_path / "fig")
     assert [p.name for p in written] == ["loss.png", "loss.svg", "lr.png", "lr.svg"]
@@ -197,7 +197,7 @@ def test_failed_render_leaves_earlier_figure_whole(
     """The atomic write: a render that dies half-way leaves the previous file and no temp file."""
     from matplotlib.figure import Figure
 
-    from nnctl.plots import plot_run
+    from nnctl.cli.plots import plot_run
 
     (tmp_path / "loss.png").write_bytes(b"previous figure")
 
@@ -234,7 +234,7 @@ def test_eval_plot_svg_is_labelled_with_classes_and_counts(mpl: None, iris_run: 
     # Text as <text> elements (not glyph paths) so the labels can be read back from the SVG.
     import matplotlib
 
-    from nnctl.plots import plot_confusion_matrix
+    from nnctl.cli.plots import plot_confusion_matrix
 
     with matplotlib.rc_context({"svg.fonttype": "none"}):
         plot_confusion_matrix(result, tmp_path / "cm_text.svg")
@@ -272,7 +272,7 @@ def test_eval_plot_refuses_unknown_format(iris_run: Path, tmp_path: Path) -> Non
 
 
 def test_confusion_matrix_without_class_names(mpl: None, tmp_path: Path) -> None:
-    from nnctl.plots import plot_confusion_matrix
+    from nnctl.cli.plots import plot_confusion_matrix
 
     result = {"task": "classification", "classes": None, "confusion_matrix": [[5, 1], [2, 7]]}
     path = plot_confusion_matrix(result, tmp_path / "cm.png")
@@ -290,7 +290,7 @@ def test_missing_matplotlib_gives_a_clear_message(
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
 
-    from nnctl.plots import plot_confusion_matrix, plot_run
+    from nnctl.cli.plots import plot_confusion_matrix, plot_run
 
     with pytest.raises(NnctlError) as caught:
         plot_run(iris_run, tmp_path)
@@ -310,5 +310,5 @@ def test_missing_matplotlib_gives_a_clear_message(
 
 
 def test_importing_nnctl_does_not_import_matplotlib() -> None:
-    code = "import sys, nnctl.cli, nnctl.plots; sys.exit('matplotlib' in sys.modules)"
+    code = "import sys, nnctl.cli.app, nnctl.cli.plots; sys.exit('matplotlib' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -54,17 +54,17 @@ class Result:
 
 
 def nnctl(*args: object, cwd: Path, prelude: str | None = None, timeout: float = 90) -> Result:
-    """Run the installed ``nnctl`` (or ``python -m nnctl.cli``); with ``prelude``, run that Python
+    """Run the installed ``nnctl`` (or ``python -m nnctl``); with ``prelude``, run that Python
     first in the same process (fault injection), then the CLI's ``main()``."""
     argv = [str(a) for a in args]
     if prelude is not None:
-        run_main = "import sys\nfrom nnctl.cli import main\nsys.argv = ['nnctl', *sys.argv[1:]]\nmain()\n"
+        run_main = "import sys\nfrom nnctl.cli.app import main\nsys.argv = ['nnctl', *sys.argv[1:]]\nmain()\n"
         code = f"{textwrap.dedent(prelude)}\n{run_main}"
         command = [sys.executable, "-c", code, *argv]
     elif NNCTL_SCRIPT.exists():
         command = [str(NNCTL_SCRIPT), *argv]
     else:  # pragma: no cover - an environment without the console script
-        command = [sys.executable, "-m", "nnctl.cli", *argv]
+        command = [sys.executable, "-m", "nnctl", *argv]
     started = time.monotonic()
     done = subprocess.run(command, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
     return Result(done.returncode, done.stdout, done.stderr, time.monotonic() - started)

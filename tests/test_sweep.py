@@ -26,7 +26,7 @@ import yaml
 from rich.console import Console
 from typer.testing import CliRunner
 
-from nnctl.cli import app
+from nnctl.cli.app import app
 from nnctl.config import load_config
 from nnctl.errors import NnctlError
 from nnctl.sweep import (
@@ -310,7 +310,7 @@ def test_rerun_skips_trials_already_done(tmp_path) -> None:
 def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(tmp_path) -> None:
     out = tmp_path / "sweep"
     script = Path(sys.executable).with_name("nnctl")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "nnctl.cli"]
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "nnctl"]
     args = ["sweep", str(DIGITS), "--set", "training.epochs=60", "--out", str(out), "--jobs", "2",
             "--grid", "training.learning_rate=[0.01, 0.02, 0.05, 0.1]"]  # fmt: skip
     process = subprocess.Popen(

@@ -22,9 +22,9 @@ import pytest
 from typer.testing import CliRunner
 
 from nnctl.checkpoint import load_checkpoint
-from nnctl.cli import app
+from nnctl.cli.app import app
 from nnctl.config import load_config
-from nnctl.network import dropout_mask
+from nnctl.engine.network import dropout_mask
 from nnctl.training import Trainer, build_network, clip_global_norm, evaluate, prepare
 from nnctl.workflows import plan_training, prepare_for_plan, run_training
 
@@ -95,7 +95,7 @@ def in_process(*overrides: str, config: Path = IRIS) -> tuple[Any, Any, Any]:
 # Optimizers: the first steps through the Trainer, against a re-implementation to the last bit
 
 #: Each rule written out again, from the formulas in docs/training.md, on copies (out of place),
-#: in the same operation order as nnctl.optimizers, with the documented defaults.
+#: in the same operation order as nnctl.engine.optimizers, with the documented defaults.
 MU, BETA1, BETA2, EPS, RHO, ADAMW_DECAY = 0.9, 0.9, 0.999, 1e-8, 0.9, 0.01
 
 

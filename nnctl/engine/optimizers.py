@@ -19,7 +19,7 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat
 
-from nnctl.registry import build_component
+from nnctl.engine.registry import build_component
 
 Array = np.ndarray
 State = dict[str, Array]

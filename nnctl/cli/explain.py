@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from nnctl.config import Config
-from nnctl.network import Network
+from nnctl.engine.network import Network
 
 
 def explain_network(config: Config, net: Network) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nnctl.network import Network
+from nnctl.engine.network import Network
 
 Array = np.ndarray
 

@@ -17,7 +17,7 @@ from typing import Annotated, ClassVar, Literal, Union
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 
-from nnctl.registry import build_component
+from nnctl.engine.registry import build_component
 
 Array = np.ndarray
 

@@ -160,7 +160,7 @@ def train(
 
 
 def _progress_callbacks(console: Any, quiet: bool) -> list[Any]:
-    from nnctl.progress import PlainProgress, RichProgress
+    from nnctl.cli.progress import PlainProgress, RichProgress
 
     if quiet:
         return []
@@ -192,7 +192,7 @@ class _stop_on_signals:
 def _print_start(console: Any, plan: Any, prepared: Any) -> None:
     from rich.markup import escape
 
-    from nnctl.data import describe_targets
+    from nnctl.data.targets import describe_targets
 
     config = plan.config
     what = "resuming" if plan.resume is not None else "training"
@@ -211,7 +211,7 @@ def _print_start(console: Any, plan: Any, prepared: Any) -> None:
 def _print_summary(console: Any, result: Any) -> None:
     from rich.table import Table
 
-    from nnctl.progress import sparkline
+    from nnctl.cli.progress import sparkline
 
     table = Table(title="training summary", show_header=False)
     table.add_row("epochs", str(len(result.history)) + (" (stopped early)" if result.stopped_early else ""))
@@ -248,7 +248,7 @@ def eval_(
     try:
         result = evaluate_checkpoint(checkpoint, data)
         if plot is not None:
-            from nnctl.plots import plot_confusion_matrix
+            from nnctl.cli.plots import plot_confusion_matrix
 
             plot_confusion_matrix(result, plot)
     except NnctlError as exc:
@@ -329,7 +329,7 @@ def predict(
 @app.command()
 def check(config: ConfigArg, set_: SetOption = None) -> None:
     """Validate a config against its data and show the network it compiles to (no training)."""
-    from nnctl.data import describe_targets
+    from nnctl.data.targets import describe_targets
     from nnctl.errors import NnctlError
     from nnctl.workflows import check_summary
 
@@ -388,8 +388,8 @@ def gradcheck(
     """Prove backprop right: analytic gradients vs central finite differences, per layer."""
     from rich.table import Table
 
+    from nnctl.engine.gradcheck import gradient_check
     from nnctl.errors import NnctlError
-    from nnctl.gradcheck import gradient_check
     from nnctl.workflows import check_summary
 
     console = _console()
@@ -429,8 +429,8 @@ def explain(
     ] = False,
 ) -> None:
     """The seed's equations for this config: forward, backward rule and initializer per layer."""
+    from nnctl.cli.explain import explain_network
     from nnctl.errors import NnctlError
-    from nnctl.explain import explain_network
     from nnctl.workflows import check_summary
 
     try:
@@ -455,9 +455,9 @@ def init(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a commented starter config."""
+    from nnctl.cli.templates import TEMPLATES
     from nnctl.errors import NnctlError
     from nnctl.files import atomic_write_text
-    from nnctl.templates import TEMPLATES
 
     try:
         if template not in TEMPLATES:
@@ -480,8 +480,8 @@ def plot(
     ] = None,
 ) -> None:
     """Figures of a run: loss and metric per epoch, and the learning rate (PNG and SVG)."""
+    from nnctl.cli.plots import plot_run
     from nnctl.errors import NnctlError
-    from nnctl.plots import plot_run
 
     try:
         written = plot_run(run_dir, out or run_dir)

@@ -21,8 +21,8 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from nnctl.activations import Activation, Logistic, Softmax
-from nnctl.registry import build_component
+from nnctl.engine.activations import Activation, Logistic, Softmax
+from nnctl.engine.registry import build_component
 
 Array = np.ndarray
 

@@ -14,8 +14,8 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from nnctl.activations import Activation, Elu, Logistic, Relu
-from nnctl.registry import build_component
+from nnctl.engine.activations import Activation, Elu, Logistic, Relu
+from nnctl.engine.registry import build_component
 
 
 def uniform_weights(

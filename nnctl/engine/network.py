@@ -21,9 +21,9 @@ from typing import TypeVar
 
 import numpy as np
 
-from nnctl.activations import Activation, Relu, Softmax
-from nnctl.costs import CategoricalCrossEntropy, Cost, OutputRule, output_rule
-from nnctl.initializers import Auto, Initializer
+from nnctl.engine.activations import Activation, Relu, Softmax
+from nnctl.engine.costs import CategoricalCrossEntropy, Cost, OutputRule, output_rule
+from nnctl.engine.initializers import Auto, Initializer
 
 Array = np.ndarray
 SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))

@@ -1,0 +1,178 @@
+"""CSV files: a fast path through np.loadtxt for all-numeric files, a per-cell path that names the
+file, line and column of a bad cell."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from nnctl.data.table import (
+    Array,
+    Locator,
+    Table,
+    check_finite_x,
+    finish_targets,
+    parse_number,
+    select_columns,
+    show_cell,
+)
+from nnctl.errors import DataError
+
+# ---------------------------------------------------------------------------------------------
+# CSV
+
+
+def _decode(source: str, data: bytes) -> str:
+    try:
+        text = data.decode("utf-8-sig")  # tolerates the BOM that Excel writes
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise DataError(
+            f"{source}:{line}: not UTF-8 text (byte {data[exc.start]:#04x})",
+            hint="save the file as UTF-8 CSV",
+        ) from exc
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise DataError(f"{source}:{line}: contains a NUL byte; is this really a CSV text file?")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text
+
+
+def _split_cells(source: str, lineno: int, line: str) -> list[str]:
+    if '"' not in line:
+        return line.split(",")
+    try:
+        return next(csv.reader([line], strict=True))
+    except (csv.Error, StopIteration) as exc:
+        raise DataError(f"{source}:{lineno}: malformed quoting ({exc})") from exc
+
+
+def _parse_header(source: str, lineno: int, line: str) -> list[str]:
+    names = [name.strip() for name in _split_cells(source, lineno, line)]
+    for i, name in enumerate(names):
+        if not name:
+            raise DataError(
+                f"{source}:{lineno}: column {i + 1} has no name",
+                hint="the first line must be a header row naming every column",
+            )
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if name in seen:
+            raise DataError(
+                f"{source}:{lineno}: duplicate column name '{name}' (columns {seen[name] + 1} and {i + 1})",
+                hint="column names must be unique",
+            )
+        seen[name] = i
+    return names
+
+
+def load_csv(
+    source: str,
+    data: bytes,
+    targets: list[str] | None,
+    feature_names: list[str] | None,
+    require_target: bool,
+) -> Table:
+    text = _decode(source, data)
+    rows: list[str] = []
+    linenos: list[int] = []
+    for i, line in enumerate(text.split("\n")):
+        if line.strip():  # blank lines (trailing ones in particular) carry no row
+            rows.append(line)
+            linenos.append(i + 1)
+    if not rows:
+        raise DataError(f"{source}: the file is empty", hint="a CSV needs a header row and data rows")
+    names = _parse_header(source, linenos[0], rows[0])
+    rows, linenos = rows[1:], linenos[1:]
+    if not rows:
+        raise DataError(f"{source}: only a header row, no data rows")
+    fidx, tidx = select_columns(source, names, targets, feature_names, require_target)
+    parsed = _parse_fast(source, rows, linenos, names, fidx, tidx)
+    x, ycells = parsed if parsed is not None else _parse_slow(source, rows, linenos, names, fidx, tidx)
+    y = None if ycells is None else finish_targets(ycells, _cell_locator(source, linenos, names, tidx))
+    return Table(
+        x=np.ascontiguousarray(x, dtype=np.float64),
+        y=y,
+        feature_names=[names[i] for i in fidx],
+        target_names=[names[i] for i in tidx],
+        source=source,
+    )
+
+
+def _cell_locator(source: str, linenos: list[int], names: list[str], cols: list[int]) -> Locator:
+    return lambda r, c: f"{source}:{linenos[r]}:{cols[c] + 1} (column '{names[cols[c]]}')"
+
+
+def _parse_fast(
+    source: str, rows: list[str], linenos: list[int], names: list[str], fidx: list[int], tidx: list[int]
+) -> tuple[Array, Array | None] | None:
+    """np.loadtxt (C speed) on the feature columns of an unquoted file, targets by string slicing.
+    Returns (x, target text) or None when a feature cell does not parse, leaving the exact location
+    to ``_parse_slow``."""
+    if any('"' in row for row in rows):
+        return None
+    ncols = len(names)
+    for lineno, row in zip(linenos, rows, strict=True):
+        # No quotes, so commas count cells exactly; loadtxt with usecols does not check the width.
+        if row.count(",") + 1 != ncols:
+            raise DataError(f"{source}:{lineno}: {row.count(',') + 1} cells, the header has {ncols}")
+    try:
+        x = np.loadtxt(rows, delimiter=",", comments=None, usecols=fidx, dtype=np.float64, ndmin=2)
+    except ValueError:
+        return None
+    check_finite_x(
+        x, _cell_locator(source, linenos, names, fidx), lambda r, c: rows[r].split(",")[fidx[c]].strip()
+    )
+    if not tidx:
+        return x, None
+    # One target cell per row without splitting the whole (possibly 785-cell) row.
+    columns = [[_nth_cell(row, j, ncols) for row in rows] for j in tidx]
+    return x, np.array(columns, dtype=np.str_).T
+
+
+def _nth_cell(row: str, j: int, ncols: int) -> str:
+    """Cell j of an unquoted row, splitting from whichever end is nearer."""
+    if j < ncols // 2:
+        return row.split(",", j + 1)[j]
+    return row.rsplit(",", ncols - j)[1]
+
+
+def check_finite_targets(y: Array, where: Locator, cell: Callable[[int, int], str]) -> None:
+    bad = np.argwhere(~np.isfinite(y))
+    if len(bad):
+        r, c = (int(v) for v in bad[0])
+        raise DataError(
+            f"{where(r, c)}: target {show_cell(cell(r, c).strip())} is not a finite number",
+            hint="remove rows with missing targets",
+        )
+
+
+def _parse_slow(
+    source: str, rows: list[str], linenos: list[int], names: list[str], fidx: list[int], tidx: list[int]
+) -> tuple[Array, Array | None]:
+    """Row by row, with csv quoting; finds the first bad cell and names it exactly."""
+    ncols = len(names)
+    x = np.empty((len(rows), len(fidx)), dtype=np.float64)
+    ycells: list[list[str]] = []
+    for r, (lineno, row) in enumerate(zip(linenos, rows, strict=True)):
+        cells = _split_cells(source, lineno, row)
+        if len(cells) != ncols:
+            raise DataError(f"{source}:{lineno}: {len(cells)} cells, the header has {ncols}")
+        feats = [cells[j] for j in fidx]
+        values = [parse_number(c) for c in feats]
+        for c, (text, v) in enumerate(zip(feats, values, strict=True)):
+            if v is None or not math.isfinite(v):
+                what = "is not a number" if v is None else "is not a finite number"
+                raise DataError(
+                    f"{_cell_locator(source, linenos, names, fidx)(r, c)}: {show_cell(text.strip())} {what}",
+                    hint="features must be finite numbers; remove or impute missing values first",
+                )
+        x[r] = values
+        if tidx:
+            ycells.append([cells[j] for j in tidx])
+    y = np.array(ycells, dtype=np.str_).reshape(len(rows), len(tidx)) if tidx else None
+    return x, y

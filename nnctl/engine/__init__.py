@@ -1,0 +1,5 @@
+"""The math of the seed, in NumPy: activations, costs, initializers, optimizers, schedules, the
+network's forward and backward passes, the gradient check and metrics.
+
+Nothing here reads files, parses YAML or writes to a terminal.
+"""
