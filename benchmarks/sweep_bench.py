@@ -25,7 +25,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from nnctl.sweep import sweep_main
+from nnctl.cli.sweep import sweep_main
 
 REPO = Path(__file__).resolve().parents[1]
 GRID = ["training.learning_rate=[0.01, 0.02, 0.05, 0.1]", "model.layers[0].units=[16, 32, 64, 128]"]

@@ -526,7 +526,7 @@ def _check_train_state(
     """What resume needs: the loop position, the generator states and the schedule state."""
     from dataclasses import fields
 
-    from nnctl.training import LoopState  # here: nnctl.training imports this module
+    from nnctl.training.state import LoopState
 
     loop, generators = state.get("loop"), state.get("generators")
     if not isinstance(loop, dict) or not isinstance(generators, dict):

@@ -17,7 +17,8 @@ import yaml
 from nnctl.checkpoint import Checkpoint, save_checkpoint
 from nnctl.errors import NnctlError
 from nnctl.files import atomic_write_text
-from nnctl.training import Callback, Trainer, make_checkpoint
+from nnctl.training.loop import Callback, Trainer
+from nnctl.training.resume import make_checkpoint
 
 CHECKPOINT_FILES = ("last.npz", "best.npz")
 

@@ -22,17 +22,10 @@ from nnctl.data.normalize import Normalizer
 from nnctl.data.targets import TargetEncoder
 from nnctl.errors import CheckpointError, ConfigError, DataError, NnctlError
 from nnctl.runs import RunFolder, RunWriter
-from nnctl.training import (
-    Callback,
-    Prepared,
-    Split,
-    Trainer,
-    build_network,
-    evaluate,
-    network_from_checkpoint,
-    prepare,
-    trainer_from_checkpoint,
-)
+from nnctl.training.evaluate import evaluate
+from nnctl.training.loop import Callback, Trainer
+from nnctl.training.prepare import Prepared, Split, build_network, network_from_checkpoint, prepare
+from nnctl.training.resume import trainer_from_checkpoint
 
 # ---------------------------------------------------------------------------------------------
 # Training

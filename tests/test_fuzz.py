@@ -276,7 +276,8 @@ def checkpoint_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """A real checkpoint (iris, Adam, so the optimizer state has slots), written by the trainer."""
     from nnctl.config import Config
     from nnctl.runs import RunFolder, RunWriter
-    from nnctl.training import Trainer, build_network, prepare
+    from nnctl.training.loop import Trainer
+    from nnctl.training.prepare import build_network, prepare
 
     raw = {
         "name": "fuzz-iris",

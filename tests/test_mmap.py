@@ -13,7 +13,7 @@ from nnctl.cli.app import app
 from nnctl.config import validate_config
 from nnctl.data.load import load_table
 from nnctl.errors import DataError
-from nnctl.training import prepare
+from nnctl.training.prepare import prepare
 
 RUNNER = CliRunner()
 

@@ -27,19 +27,14 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from nnctl.cli.app import app
+from nnctl.cli.sweep import Display, sweep_main
 from nnctl.config import load_config
 from nnctl.errors import NnctlError
-from nnctl.sweep import (
-    KILL_ONCE_ENV,
-    Display,
-    Runner,
-    TrialOutcome,
-    build_plan,
-    find_finished,
-    parse_sweep_section,
-    sample_assignments,
-    sweep_main,
-)
+from nnctl.sweep.plan import build_plan
+from nnctl.sweep.runner import Runner
+from nnctl.sweep.spec import parse_sweep_section, sample_assignments
+from nnctl.sweep.store import find_finished
+from nnctl.sweep.worker import KILL_ONCE_ENV, TrialOutcome
 
 REPO = Path(__file__).resolve().parents[1]
 IRIS = REPO / "configs" / "iris.yaml"

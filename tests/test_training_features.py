@@ -25,7 +25,9 @@ from nnctl.checkpoint import load_checkpoint
 from nnctl.cli.app import app
 from nnctl.config import load_config
 from nnctl.engine.network import dropout_mask
-from nnctl.training import Trainer, build_network, clip_global_norm, evaluate, prepare
+from nnctl.training.evaluate import evaluate
+from nnctl.training.loop import Trainer, clip_global_norm
+from nnctl.training.prepare import build_network, prepare
 from nnctl.workflows import plan_training, prepare_for_plan, run_training
 
 REPO = Path(__file__).resolve().parents[1]

@@ -101,7 +101,7 @@ def train(
     from rich.markup import escape
 
     from nnctl.errors import NnctlError
-    from nnctl.training import Interrupted
+    from nnctl.training.loop import Interrupted
     from nnctl.workflows import blas_threads, finish_training, plan_training, prepare_for_plan, run_training
 
     console = _console()
@@ -517,8 +517,8 @@ def sweep(
     quiet: QuietOption = False,
 ) -> None:
     """Train many variants of CONFIG (a grid or a random space), locally or on a Dask cluster."""
+    from nnctl.cli.sweep import sweep_main
     from nnctl.errors import NnctlError
-    from nnctl.sweep import sweep_main
 
     terminated = []
 

@@ -21,7 +21,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from nnctl.training import Callback, Trainer
+from nnctl.training.loop import Callback, Trainer
 
 
 def format_record(record: dict[str, Any]) -> str:

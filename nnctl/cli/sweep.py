@@ -1,0 +1,230 @@
+"""``nnctl sweep`` on the terminal: a live Rich table while trials run, the ranking at the end."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from nnctl.errors import NnctlError
+from nnctl.sweep.executors import DaskExecutor, LocalPool, default_jobs, one_blas_thread_env
+from nnctl.sweep.plan import Plan, Trial, build_plan
+from nnctl.sweep.runner import Runner
+from nnctl.sweep.store import find_finished, ranked, write_best, write_summary
+
+
+class Display:
+    def __init__(self, console: Any, quiet: bool, plan: Plan) -> None:
+        self.console, self.quiet, self.plan = console, quiet, plan
+        self.live: Any = None
+        self.to_run = sum(t.status != "done" for t in plan.trials)
+        self.count = 0
+
+    def print(self, text: str) -> None:
+        if not self.quiet:
+            self.console.print(text, highlight=False)
+
+    def start(self) -> None:
+        if self.quiet or not self.console.is_terminal:
+            return
+        from rich.live import Live
+
+        self.live = Live(self._render(), console=self.console, refresh_per_second=4, transient=True)
+        self.live.start()
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+    def refresh(self) -> None:
+        if self.live is not None:
+            self.live.update(self._render())
+
+    def started(self, trial: Trial) -> None:
+        self.refresh()
+
+    def retrying(self, trial: Trial, note: str) -> None:
+        self._line(f"[yellow]lost[/]   {trial.name}: {_escape(note)}")
+
+    def finished(self, trial: Trial) -> None:
+        self.count += 1
+        progress = f"[{self.count}/{self.to_run}]"
+        if trial.status == "done":
+            value = "n/a" if trial.value is None else f"{trial.value:.4g}"
+            text = (
+                f"[green]done[/]   {trial.name}  {self.plan.monitor} {value} "
+                f"(epoch {trial.best_epoch})  {trial.seconds or 0:.1f}s  {progress}"
+            )
+        else:
+            text = f"[red]failed[/] {trial.name}: {_escape(trial.error)}  {progress}"
+        self._line(text)
+
+    def _line(self, text: str) -> None:
+        if self.quiet:
+            return
+        if self.live is not None:
+            self.live.console.print(text, highlight=False)
+            self.refresh()
+        else:
+            self.console.print(text, highlight=False)
+
+    def _render(self) -> Any:
+        from rich.table import Table as RichTable
+
+        trials = self.plan.trials
+        counts = {s: sum(t.status == s for t in trials) for s in ("running", "done", "failed", "pending")}
+        title = (
+            f"sweep: {counts['done']} done, {counts['failed']} failed, "
+            f"{counts['running']} running, {counts['pending']} waiting"
+        )
+        table = RichTable(title=title, title_justify="left")
+        table.add_column("trial", no_wrap=True)
+        table.add_column("status", no_wrap=True)
+        for column in (self.plan.monitor, "best epoch", "time"):
+            table.add_column(column, justify="right", no_wrap=True, min_width=len(column))
+        limit = max(8, (self.console.height or 30) - 8)
+        shown = trials
+        if len(trials) > limit:
+            running = [t for t in trials if t.status == "running"]
+            recent = [t for t in trials if t.status in ("done", "failed") and not t.earlier]
+            shown = sorted(running + recent[-max(0, limit - len(running)) :], key=lambda t: t.index)
+        now = time.monotonic()
+        styles = {"done": "green", "failed": "red", "running": "cyan", "pending": "dim"}
+        for t in shown:
+            elapsed = t.seconds if t.status in ("done", "failed") else None
+            if t.status == "running" and t.started is not None:
+                elapsed = now - t.started
+            status = "done (earlier)" if t.earlier else ("waiting" if t.status == "pending" else t.status)
+            table.add_row(
+                t.name,
+                f"[{styles[t.status]}]{status}[/]",
+                "" if t.value is None else f"{t.value:.4g}",
+                "" if t.best_epoch is None else str(t.best_epoch),
+                "" if elapsed is None else f"{elapsed:.1f}s",
+            )
+        return table
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def print_ranking(console: Any, plan: Plan, out: Path, best: Path | None, top: int = 10) -> None:
+    from rich.table import Table as RichTable
+
+    order = ranked(plan)
+    direction = "higher" if plan.maximize else "lower"
+    table = RichTable(title=f"sweep results: ranked by {plan.monitor} ({direction} is better)")
+    table.add_column("rank", justify="right", no_wrap=True, min_width=4)
+    table.add_column("trial", no_wrap=True)
+    for column in (plan.monitor, "best epoch", "time"):
+        table.add_column(column, justify="right", no_wrap=True, min_width=len(column))
+    for rank, t in enumerate(order[:top], start=1):
+        seconds = "" if t.seconds is None else f"{t.seconds:.1f}s"
+        table.add_row(str(rank), t.name, f"{t.value:.4g}", str(t.best_epoch), seconds)
+    console.print(table)
+    if len(order) > top:
+        console.print(f"... and {len(order) - top} more in {_escape(str(out / 'summary.csv'))}")
+    failed = [t for t in plan.trials if t.status == "failed"]
+    if failed:
+        console.print(f"[red]{len(failed)} failed[/]: " + ", ".join(t.name for t in failed))
+    unscored = [t for t in plan.trials if t.status == "done" and t.value is None]
+    if unscored:
+        console.print(f"[yellow]no {plan.monitor} recorded[/]: " + ", ".join(t.name for t in unscored))
+    console.print(f"summary: {_escape(str(out / 'summary.csv'))}")
+    if best is not None:
+        console.print(f"best config: {_escape(str(best))}  (train it with: nnctl train {_escape(str(best))})")
+
+
+def sweep_main(
+    config_path: Path,
+    *,
+    grid: Sequence[str],
+    random: int | None,
+    seed: int | None,
+    monitor: str | None,
+    jobs: int | None,
+    scheduler: str | None,
+    dask_local: int | None,
+    out: Path | None,
+    retries: int,
+    overrides: Sequence[str],
+    quiet: bool,
+    console: Any,
+) -> int:
+    """Run a sweep; 0 when at least one trial finished, 1 when none did. Bad input: ``NnctlError``."""
+    executors = (("--jobs", jobs), ("--scheduler", scheduler), ("--dask-local", dask_local))
+    chosen = [name for name, value in executors if value is not None]
+    if len(chosen) > 1:
+        raise NnctlError(f"{' and '.join(chosen)} exclude each other: pick one executor")
+    for name, value in (("--jobs", jobs), ("--dask-local", dask_local)):
+        if value is not None and value < 1:
+            raise NnctlError(f"{name} {value}: need at least 1")
+    if retries < 0:
+        raise NnctlError(f"--retries {retries}: must be 0 or more")
+    if random is not None and random < 1:
+        raise NnctlError(f"--random {random}: need at least one trial")
+
+    plan = build_plan(config_path, grid=grid, random=random, seed=seed, monitor=monitor, overrides=overrides)
+    out = out if out is not None else Path("runs") / f"{plan.base.name}-sweep"
+    if out.exists() and not out.is_dir():
+        raise NnctlError(f"{out}: exists and is not a folder", hint="choose another --out")
+    earlier = find_finished(out, plan)
+    to_run = [t for t in plan.trials if t.status != "done"]
+    display = Display(console, quiet, plan)
+
+    executor: Any = None
+    runner: Runner | None = None
+    try:
+        if to_run:
+            with one_blas_thread_env():
+                if scheduler or dask_local:
+                    executor = DaskExecutor(plan.tables, scheduler, dask_local)
+                else:
+                    executor = LocalPool(min(jobs or default_jobs(), len(to_run)), plan.tables)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise NnctlError(f"cannot create the sweep folder {out}: {exc.strerror}") from None
+        where = f"on {executor.describe()}" if executor is not None else "nothing left to run"
+        notes = [f"{earlier} done earlier"] if earlier else []
+        if plan.duplicates:
+            notes.append(f"{plan.duplicates} duplicate{'s' * (plan.duplicates > 1)} dropped")
+        direction = "higher" if plan.maximize else "lower"
+        display.print(
+            f"[bold]sweep {_escape(plan.base.name or '')}[/]: {len(plan.trials)} trials"
+            + (f" ({', '.join(notes)})" if notes else "")
+            + f", {_escape(where)} -> {_escape(str(out))}; ranking by {plan.monitor} ({direction} is better)"
+        )
+        if executor is not None:
+            runner = Runner(plan, executor, out, retries, display)
+            display.start()
+            with one_blas_thread_env():
+                runner.run()
+    except BaseException:
+        display.stop()
+        if runner is not None:
+            runner.abort()
+        if executor is not None:
+            executor.close(abort=True)
+            executor = None
+        with contextlib.suppress(Exception):
+            if out.is_dir():
+                write_summary(out, plan)
+        raise
+    finally:
+        display.stop()
+        if executor is not None:
+            executor.close()
+
+    write_summary(out, plan)
+    order = ranked(plan)
+    best = write_best(out, plan, order[0]) if order else None
+    if not quiet:
+        print_ranking(console, plan, out, best)
+    return 0 if any(t.status == "done" for t in plan.trials) else 1

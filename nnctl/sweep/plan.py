@@ -1,0 +1,259 @@
+"""The plan: every trial's resolved, validated config, built before any trial starts. A trial's id is a
+short hash of its resolved config, so a re-run recognises the trials it already finished."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from nnctl.config import (
+    Config,
+    apply_override,
+    check_parameter_budget,
+    parse_key_path,
+    read_config_file,
+    validate_config,
+)
+from nnctl.data.load import load_table
+from nnctl.data.table import Table
+from nnctl.engine.metrics import headline_metric
+from nnctl.errors import ConfigError, NnctlError
+from nnctl.sweep.spec import (
+    Dimension,
+    SweepSpec,
+    did_you_mean,
+    merge_specs,
+    parse_sweep_section,
+    sample_assignments,
+)
+from nnctl.training.prepare import prepare_table, resolve_data_path
+
+_ABBREVIATIONS = {
+    "learning_rate": "lr",
+    "batch_size": "bs",
+    "epochs": "ep",
+    "activation": "act",
+    "weight_decay": "wd",
+    "optimizer": "opt",
+    "initializer": "init",
+    "dropout": "drop",
+    "momentum": "mom",
+    "schedule": "sched",
+    "clip_norm": "clip",
+    "validation": "val",
+    "normalize": "norm",
+    "layers": "layers",
+}
+
+
+@dataclass
+class Trial:
+    index: int
+    name: str
+    id: str
+    assignments: list[tuple[str, Any]]
+    config: Config  # as validated and hashed (data.path relative to the base config)
+    table_key: str
+    folder: Path | None = None
+    stored: Config | None = None  # as the trial folder stores it (data.path relative to the folder)
+    status: str = "pending"  # pending | running | done | failed
+    value: float | None = None
+    best_epoch: int | None = None
+    epochs: int = 0
+    seconds: float | None = None
+    error: str = ""
+    attempts: int = 0
+    lost: int = 0  # lost workers charged to this trial
+    isolate: bool = False  # run alone in the local pool (after a lost worker)
+    earlier: bool = False  # finished by an earlier run of the sweep
+    started: float | None = None
+
+    @property
+    def overrides(self) -> str:
+        return " ".join(f"{key}={_compact(value)}" for key, value in self.assignments)
+
+
+@dataclass
+class Plan:
+    base: Config
+    base_path: Path
+    trials: list[Trial]
+    tables: dict[str, Table]
+    monitor: str
+    maximize: bool
+    seed: int
+    duplicates: int = 0
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(", ", ": ")) if not isinstance(value, str) else value
+
+
+def read_spec(config_path: Path) -> tuple[dict[str, Any], Path, SweepSpec]:
+    """(base config mapping without ``sweep:``, its path, the file's sweep spec)."""
+    raw = read_config_file(config_path)
+    section = raw.pop("sweep", None)
+    if section is None:
+        return raw, config_path, SweepSpec()
+    spec, base = parse_sweep_section(section, str(config_path))
+    if base is None:
+        return raw, config_path, spec
+    if raw:
+        raise ConfigError(
+            f"{config_path}: sweep.config names a base config, so this file may hold only sweep: "
+            f"(found {', '.join(map(str, raw))})",
+            hint="put the sweep: section into the base config instead, or drop sweep.config",
+        )
+    base_path = Path(base) if Path(base).is_absolute() else config_path.parent / base
+    base_raw = read_config_file(base_path)
+    base_raw.pop("sweep", None)  # a base config's own sweep: section is not used
+    return base_raw, base_path, spec
+
+
+def config_hash(config: Config) -> str:
+    text = json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:10]
+
+
+def build_plan(
+    config_path: Path,
+    *,
+    grid: Sequence[str],
+    random: int | None,
+    seed: int | None,
+    monitor: str | None,
+    overrides: Sequence[str],
+) -> Plan:
+    """Resolve and validate every trial (schema and data checks) before anything runs."""
+    base_raw, base_path, file_spec = read_spec(config_path)
+    for assignment in overrides:
+        apply_override(base_raw, assignment)
+    if not base_raw.get("name"):
+        base_raw["name"] = base_path.stem
+    source = str(base_path)
+    base = validate_config(copy.deepcopy(base_raw), source)
+    spec = merge_specs(file_spec, grid)
+    sweep_seed = seed if seed else (file_spec.seed or 0)
+    assignments = sample_assignments(spec, random if random is not None else spec.trials, sweep_seed)
+    labels = _labels(spec.dimensions)
+    width = max(3, len(str(len(assignments))))
+    trials: list[Trial] = []
+    seen: set[str] = set()
+    duplicates = 0
+    for index, pairs in enumerate(assignments, start=1):
+        raw = copy.deepcopy(base_raw)
+        described = " ".join(f"{k}={_compact(v)}" for k, v in pairs)
+        for key, value in pairs:
+            try:
+                apply_override(raw, f"{key}={json.dumps(value)}")
+            except ConfigError as exc:
+                raise ConfigError(f"sweep key {key}: {exc.message}", hint=exc.hint) from None
+        if isinstance(raw.get("training"), dict):
+            raw["training"]["deterministic"] = True
+        config = validate_config(raw, f"{source} (sweep trial {index}: {described})")
+        trial_id = config_hash(config)
+        if trial_id in seen:
+            duplicates += 1
+            continue
+        seen.add(trial_id)
+        name = f"t{index:0{width}d}" + "".join(f"-{labels[k]}{_label_value(v)}" for k, v in pairs)
+        name = name[:80]
+        config = config.model_copy(update={"name": f"{base.name}-{name}"})
+        trials.append(Trial(index, name, trial_id, pairs, config, ""))
+    tables = _load_tables(trials, base_path.parent)
+    chosen = monitor or spec.monitor
+    chosen, maximize = _check_trials(trials, tables, chosen)
+    return Plan(base, base_path, trials, tables, chosen, maximize, sweep_seed, duplicates)
+
+
+def _labels(dimensions: Sequence[Dimension]) -> dict[str, str]:
+    """Short readable labels per key: ``training.learning_rate`` -> ``lr``; clashes get layer indices."""
+    labels: dict[str, str] = {}
+    for d in dimensions:
+        parts = parse_key_path(d.key)
+        last = next((p for p in reversed(parts) if isinstance(p, str)), d.key)
+        labels[d.key] = _ABBREVIATIONS.get(last, last)
+    for d in dimensions:
+        if list(labels.values()).count(labels[d.key]) > 1:
+            parts = parse_key_path(d.key)
+            indices = "".join(str(p) for p in parts if isinstance(p, int))
+            labels[d.key] = labels[d.key] + indices if indices else re.sub(r"\W+", "_", d.key)
+    return {k: re.sub(r"[^A-Za-z0-9_]", "", v) for k, v in labels.items()}
+
+
+def _label_value(value: Any) -> str:
+    if isinstance(value, bool):
+        text = str(value).lower()
+    elif isinstance(value, float):
+        text = f"{value:.3g}"
+    elif isinstance(value, dict):
+        text = str(value.get("name", "")) or "-".join(f"{k}{_label_value(v)}" for k, v in value.items())
+    elif isinstance(value, list):
+        text = "x".join(_label_value(v) for v in value)
+    else:
+        text = str(value)
+    return re.sub(r"[^A-Za-z0-9.+_-]", "", text)[:24]
+
+
+def _table_key(config: Config, config_dir: Path) -> str:
+    return json.dumps([resolve_data_path(config, config_dir), config.data.target])
+
+
+def _load_tables(trials: list[Trial], config_dir: Path) -> dict[str, Table]:
+    """Each distinct data file once; sources made absolute so workers anywhere record a usable path."""
+    tables: dict[str, Table] = {}
+    for trial in trials:
+        key = _table_key(trial.config, config_dir)
+        trial.table_key = key
+        if key not in tables:
+            table = load_table(resolve_data_path(trial.config, config_dir), trial.config.data.target)
+            if not table.source.startswith("builtin:"):
+                table = replace(table, source=str(Path(table.source).resolve()))
+            tables[key] = table
+    return tables
+
+
+def _check_trials(trials: list[Trial], tables: dict[str, Table], monitor: str | None) -> tuple[str, bool]:
+    """The checks that need the data (task, output units, sizes, monitor), once per distinct setup."""
+    tasks: dict[str, str] = {}
+    if monitor is None:
+        monitor = "val_loss" if all(t.config.data.validation > 0 for t in trials) else "train_loss"
+    for trial in trials:
+        config = trial.config
+        setup = json.dumps(
+            [
+                trial.table_key,
+                config.model_dump(mode="json", include={"data", "seed", "dtype", "cost"}),
+                config.model.layers[-1].model_dump(mode="json"),
+            ],
+            sort_keys=True,
+        )
+        table = tables[trial.table_key]
+        try:
+            if setup not in tasks:
+                tasks[setup] = prepare_table(config, table).task
+            check_parameter_budget(config, table.x.shape[1])
+        except NnctlError as exc:
+            raise type(exc)(f"sweep trial {trial.name}: {exc.message}", hint=exc.hint) from None
+        trial_task = tasks[setup]
+        known = ["train_loss"]
+        if config.data.validation > 0:
+            known += ["val_loss", f"val_{headline_metric(trial_task)}"]
+        stopping = config.training.early_stopping
+        if stopping is not None and stopping.monitor not in known:
+            raise ConfigError(
+                f"sweep trial {trial.name}: training.early_stopping.monitor: {stopping.monitor!r} "
+                f"is not recorded in this run; choose one of: {', '.join(known)}"
+            )
+        if monitor not in known:
+            raise ConfigError(
+                f"--monitor {monitor}: not recorded by trial {trial.name}{did_you_mean(monitor, known)}",
+                hint=f"it records: {', '.join(known)}",
+            )
+    return monitor, monitor.endswith(("accuracy", "r2", "f1"))
