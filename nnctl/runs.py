@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import yaml
 
 from nnctl.checkpoint import Checkpoint, save_checkpoint
+from nnctl.config import Config
 from nnctl.errors import NnctlError
 from nnctl.files import atomic_write_text
 from nnctl.training.loop import Callback, Trainer
@@ -68,6 +70,16 @@ class RunFolder:
             except ValueError:
                 continue
         return kept
+
+
+def relocate_data_path(config: Config, source: str, folder: Path) -> Config:
+    """The config as a run folder stores it: ``data.path`` relative to ``folder``, so the folder's
+    config.yaml and checkpoints stay usable from anywhere (builtin names stay as they are)."""
+    if source.startswith("builtin:"):
+        return config
+    relative = os.path.relpath(Path(source).resolve(), folder.resolve())
+    data = config.data.model_copy(update={"path": Path(relative).as_posix()})
+    return config.model_copy(update={"data": data})
 
 
 def history_csv(rows: list[dict[str, Any]]) -> str:

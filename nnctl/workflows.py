@@ -7,7 +7,6 @@ The CLI parses arguments, calls these functions and renders their results; they 
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ from nnctl.data.load import load_table
 from nnctl.data.normalize import Normalizer
 from nnctl.data.targets import TargetEncoder
 from nnctl.errors import CheckpointError, ConfigError, DataError, NnctlError
-from nnctl.runs import RunFolder, RunWriter
+from nnctl.runs import RunFolder, RunWriter, relocate_data_path
 from nnctl.training.evaluate import evaluate
 from nnctl.training.loop import Callback, Trainer
 from nnctl.training.prepare import Prepared, Split, build_network, network_from_checkpoint, prepare
@@ -204,15 +203,6 @@ def resolve_for_folder(config: Config, prepared: Prepared, folder: Path) -> Conf
         target = names[0] if len(names) == 1 else list(names)
         config = config.model_copy(update={"data": config.data.model_copy(update={"target": target})})
     return relocate_data_path(config, prepared.source, folder)
-
-
-def relocate_data_path(config: Config, source: str, folder: Path) -> Config:
-    """``data.path`` made relative to ``folder`` (builtin names stay as they are)."""
-    if source.startswith("builtin:"):
-        return config
-    relative = os.path.relpath(Path(source).resolve(), folder.resolve())
-    data = config.data.model_copy(update={"path": Path(relative).as_posix()})
-    return config.model_copy(update={"data": data})
 
 
 def run_training(

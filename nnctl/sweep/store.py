@@ -17,10 +17,9 @@ import yaml
 from nnctl import __version__
 from nnctl.checkpoint import save_checkpoint
 from nnctl.files import atomic_write_text
-from nnctl.runs import history_csv
+from nnctl.runs import history_csv, relocate_data_path
 from nnctl.sweep.plan import Plan, Trial
 from nnctl.sweep.worker import TrialOutcome
-from nnctl.workflows import relocate_data_path
 
 DONE_MARKER = "trial.json"
 SUMMARY_COLUMNS = (
