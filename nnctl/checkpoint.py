@@ -32,7 +32,7 @@ from typing import IO, Any
 import numpy as np
 
 from nnctl.config import MAX_PARAMETER_BYTES, Config, check_parameter_budget, validate_config
-from nnctl.data.targets import TASKS
+from nnctl.engine.metrics import TASKS, tasks_for_cost
 from nnctl.errors import CheckpointError, ConfigError, TrainingFailed
 from nnctl.files import atomic_write_with
 
@@ -467,14 +467,9 @@ def _check_targets(
     if requested != "auto" and requested != task:
         raise CheckpointError(f"{path}: meta.task is {task!r} but the stored config says {requested!r}")
     cost = config.cost.name
-    if requested == "auto":
-        allowed = {
-            "cce": {"classification"},
-            "bce": {"classification" if units == 1 else "multilabel"},
-            "quadratic": {"classification", "regression"},
-        }.get(cost, set(TASKS))
-        if task not in allowed:
-            raise CheckpointError(f"{path}: meta.task {task!r} does not fit the stored cost {cost!r}")
+    inferable = tasks_for_cost(cost, config.model.layers[-1].activation.name, units)
+    if requested == "auto" and task not in inferable:
+        raise CheckpointError(f"{path}: meta.task {task!r} does not fit the stored cost {cost!r}")
     if task == "classification":
         if len(target_names) != 1:
             raise CheckpointError(f"{path}: classification needs one target name, found {len(target_names)}")

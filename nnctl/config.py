@@ -8,7 +8,6 @@ the bad value and what is allowed, with a did-you-mean for misspelt keys and nam
 
 from __future__ import annotations
 
-import difflib
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -29,9 +28,10 @@ from pydantic import (
 from nnctl.engine.activations import ACTIVATION_CLASSES, ACTIVATIONS
 from nnctl.engine.costs import COST_CLASSES, COSTS
 from nnctl.engine.initializers import INITIALIZER_CLASSES, INITIALIZERS, Auto
+from nnctl.engine.metrics import TASKS
 from nnctl.engine.optimizers import OPTIMIZER_CLASSES, OPTIMIZERS, SGD
 from nnctl.engine.schedules import SCHEDULE_CLASSES, SCHEDULES, Constant
-from nnctl.errors import ConfigError
+from nnctl.errors import ConfigError, did_you_mean, unknown_key_suffix
 
 #: Refuse networks whose parameters, gradients and optimizer state alone would exceed this.
 MAX_PARAMETER_BYTES = 8 * 1024**3
@@ -78,7 +78,7 @@ class DataConfig(Strict):
     test: float = Field(0.15, ge=0.0, lt=1.0, description="fraction held out for test")
     normalize: Literal["none", "standard", "minmax"] = "standard"
     shuffle: bool = Field(True, description="reshuffle minibatches every epoch")
-    task: Literal["auto", "classification", "multilabel", "regression"] = "auto"
+    task: Literal[("auto", *TASKS)] = "auto"  # type: ignore[valid-type]
     mmap: bool = Field(False, description="memory-map x.npy of a folder dataset instead of loading it")
 
     @model_validator(mode="after")
@@ -347,7 +347,7 @@ def describe_error(error: dict[str, Any], raw: Any) -> str:
     where = format_key_path(loc) or "config"
     kind = error["type"]
     if kind == "extra_forbidden":
-        return f"{where}: unknown key{_did_you_mean(str(loc[-1]), _known_keys(loc[:-1], raw))}"
+        return f"{where}: unknown key{unknown_key_suffix(str(loc[-1]), _known_keys(loc[:-1], raw))}"
     if kind == "missing":
         return f"{where}: required key is missing"
     if kind == "union_tag_invalid":
@@ -356,15 +356,13 @@ def describe_error(error: dict[str, Any], raw: Any) -> str:
         names = list(REGISTRIES.get(family, {})) or [
             t.strip("' ") for t in error["ctx"]["expected_tags"].split(",")
         ]
-        close = difflib.get_close_matches(str(tag), names, n=1, cutoff=0.5)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = _hint(str(tag), names)
         return f"{where}: unknown {family or 'name'} {tag!r}{hint} (choose one of: {', '.join(names)})"
     if kind == "union_tag_not_found":
         return f"{where}: needs a name (e.g. {{name: ...}})"
     if kind == "literal_error":
         allowed = re.findall(r"'([^']*)'", str(error.get("ctx", {}).get("expected", "")))
-        close = difflib.get_close_matches(str(error.get("input")), allowed, n=1, cutoff=0.5)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = _hint(str(error.get("input")), allowed)
         return f"{where} = {error.get('input')!r}: not allowed{hint} (choose one of: {', '.join(allowed)})"
     if kind == "value_error":
         message = str(error["ctx"]["error"]) if "ctx" in error else error["msg"]
@@ -436,11 +434,9 @@ def _model_in(annotation: Any, key: str, node: Any) -> Any:
     return None
 
 
-def _did_you_mean(word: str, options: list[str]) -> str:
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.5)
-    if close:
-        return f"; did you mean {close[0]!r}?"
-    return f"; valid keys: {', '.join(options)}" if options else ""
+def _hint(word: str, options: list[str]) -> str:
+    suggestion = did_you_mean(word, options)
+    return f"; {suggestion}" if suggestion else ""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -26,24 +26,14 @@ CHECKPOINT_FILES = ("last.npz", "best.npz")
 
 
 class RunFolder:
+    """A run folder's path and the paths of the files in it."""
+
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-
-    @property
-    def last(self) -> Path:
-        return self.path / "last.npz"
-
-    @property
-    def best(self) -> Path:
-        return self.path / "best.npz"
-
-    @property
-    def history(self) -> Path:
-        return self.path / "history.csv"
-
-    @property
-    def config(self) -> Path:
-        return self.path / "config.yaml"
+        self.last = self.path / "last.npz"
+        self.best = self.path / "best.npz"
+        self.history = self.path / "history.csv"
+        self.config = self.path / "config.yaml"
 
     def has_checkpoint(self) -> bool:
         return any((self.path / name).exists() for name in CHECKPOINT_FILES)

@@ -31,56 +31,51 @@ model:
 cost: cce                   # quadratic | cce | bce
 """ + _COMMON_TRAINING.format(epochs=200, batch=16, lr=0.1)
 
-BINARY = """\
-# nnctl config: binary classification (one logistic output, binary cross-entropy).
-name: my-binary-classifier
-seed: 0
-data:
-  path: builtin:circles     # your .csv (header row) or .npz (arrays x, y); relative to this file
-  target: inside            # two labels; the second in sorted order is the positive class
-  validation: 0.15
-  test: 0.15
-  normalize: standard
-model:
-  layers:
-    - {units: 16, activation: relu}
-    - {units: 1, activation: logistic}
-cost: bce
-""" + _COMMON_TRAINING.format(epochs=60, batch=32, lr=0.1)
 
-REGRESSION = """\
-# nnctl config: regression (identity output, quadratic cost).
-name: my-regressor
-seed: 0
-data:
-  path: builtin:sine        # your .csv (header row) or .npz (arrays x, y); relative to this file
-  target: y                 # numeric target column(s); a list gives several outputs
-  validation: 0.15
-  test: 0.15
-  normalize: standard       # features only; targets are never normalized
-model:
-  layers:
-    - {units: 16, activation: tanh}
-    - {units: 1, activation: identity}
-cost: quadratic             # per sample sum_k (t_k - a_k)^2, the seed's (1.14)
-""" + _COMMON_TRAINING.format(epochs=200, batch=16, lr=0.05)
+def _two_layer(header: tuple[str, str], data: str, model: tuple[str, str, str]) -> str:
+    """A starter with one hidden layer and one output unit: header (title, name), data keys,
+    model (hidden layer, output activation, cost)."""
+    (title, name), (hidden, output, cost) = header, model
+    layers = f"  layers:\n    - {{units: {hidden}}}\n    - {{units: 1, activation: {output}}}\n"
+    return f"# nnctl config: {title}.\nname: {name}\nseed: 0\ndata:\n{data}model:\n{layers}cost: {cost}\n"
 
-XOR = """\
-# nnctl config: XOR, the seed's chapter 1 network (logistic output, quadratic cost).
-name: xor
-seed: 0
-data:
-  path: builtin:xor
-  task: classification      # 0/1 targets scored as classes (auto would call quadratic cost regression)
-  validation: 0
-  test: 0
-  normalize: none
-model:
-  layers:
-    - {units: 4, activation: tanh}
-    - {units: 1, activation: logistic}
-cost: quadratic
-""" + _COMMON_TRAINING.format(epochs=2000, batch=4, lr=1.0)
+
+def _data(path: str, target: str, held_out: str, normalize: str) -> str:
+    """The data section's lines: ``held_out`` is the validation and test fraction."""
+    keys = [("path", path), ("", target), ("validation", held_out), ("test", held_out)]
+    keys.append(("normalize", normalize))
+    return "".join(f"  {key}: {value}\n" if key else f"  {value}\n" for key, value in keys)
+
+
+_YOUR_FILE = "# your .csv (header row) or .npz (arrays x, y); relative to this file"
+_POSITIVE = "# two labels; the second in sorted order is the positive class"
+_TARGET_Y = "target: y                 # numeric target column(s); a list gives several outputs"
+_AS_CLASSES = "# 0/1 targets scored as classes (auto would call quadratic cost regression)"
+_STANDARD_FEATURES = "standard       # features only; targets are never normalized"
+_SEED_COST = "quadratic             # per sample sum_k (t_k - a_k)^2, the seed's (1.14)"
+
+BINARY = _two_layer(
+    ("binary classification (one logistic output, binary cross-entropy)", "my-binary-classifier"),
+    _data(f"builtin:circles     {_YOUR_FILE}", f"target: inside            {_POSITIVE}", "0.15", "standard"),
+    ("16, activation: relu", "logistic", "bce"),
+) + _COMMON_TRAINING.format(epochs=60, batch=32, lr=0.1)
+
+REGRESSION = _two_layer(
+    ("regression (identity output, quadratic cost)", "my-regressor"),
+    _data(
+        f"builtin:sine        {_YOUR_FILE}",
+        _TARGET_Y,
+        "0.15",
+        _STANDARD_FEATURES,
+    ),
+    ("16, activation: tanh", "identity", _SEED_COST),
+) + _COMMON_TRAINING.format(epochs=200, batch=16, lr=0.05)
+
+XOR = _two_layer(
+    ("XOR, the seed's chapter 1 network (logistic output, quadratic cost)", "xor"),
+    _data("builtin:xor", f"task: classification      {_AS_CLASSES}", "0", "none"),
+    ("4, activation: tanh", "logistic", "quadratic"),
+) + _COMMON_TRAINING.format(epochs=2000, batch=4, lr=1.0)
 
 TEMPLATES: dict[str, str] = {
     "classification": CLASSIFICATION,

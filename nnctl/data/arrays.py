@@ -11,8 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nnctl.data.csv import check_finite_targets
-from nnctl.data.table import Array, Table, check_finite_x, finish_targets, preview
+from nnctl.data.table import Array, Table, check_finite_targets, check_finite_x, finish_targets, preview
 from nnctl.errors import DataError
 
 NPZ_HINT = "save the data with np.savez(path, x=features, y=targets)"

@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from nnctl.data.table import Table, _did_you_mean, select_columns
-from nnctl.errors import DataError
+from nnctl.data.table import Table, select_columns
+from nnctl.errors import DataError, did_you_mean
 
 # ---------------------------------------------------------------------------------------------
 # Builtins
@@ -69,7 +69,7 @@ def load_builtin(
     if make is None:
         raise DataError(
             f"unknown builtin dataset '{spec}'; builtins: {', '.join(BUILTINS)}",
-            hint=_did_you_mean(spec, list(BUILTINS)),
+            hint=did_you_mean(spec, list(BUILTINS)),
         )
     full = make()
     assert full.y is not None

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Callable
 
 import numpy as np
 
@@ -139,16 +138,6 @@ def _nth_cell(row: str, j: int, ncols: int) -> str:
     if j < ncols // 2:
         return row.split(",", j + 1)[j]
     return row.rsplit(",", ncols - j)[1]
-
-
-def check_finite_targets(y: Array, where: Locator, cell: Callable[[int, int], str]) -> None:
-    bad = np.argwhere(~np.isfinite(y))
-    if len(bad):
-        r, c = (int(v) for v in bad[0])
-        raise DataError(
-            f"{where(r, c)}: target {show_cell(cell(r, c).strip())} is not a finite number",
-            hint="remove rows with missing targets",
-        )
 
 
 def _parse_slow(

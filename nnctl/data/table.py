@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from nnctl.errors import DataError
+from nnctl.errors import DataError, did_you_mean
 
 Array = np.ndarray
 # Where a bad cell is, as text: "file.csv:12:3 (column 'petal_width')" or "file.npz: x[11, 2]".
@@ -66,11 +65,6 @@ def preview(items: Sequence[str], limit: int = 12) -> str:
     return shown if len(items) <= limit else f"{shown}, ... ({len(items)} in all)"
 
 
-def _did_you_mean(name: str, choices: Sequence[str]) -> str | None:
-    close = difflib.get_close_matches(name, list(choices), n=1)
-    return f"did you mean '{close[0]}'?" if close else None
-
-
 def target_list(target: str | Sequence[str] | None) -> list[str] | None:
     if target is None:
         return None
@@ -104,7 +98,7 @@ def select_columns(
                 raise DataError(
                     f"{source}: no column '{name}', which the model expects as a feature "
                     f"(columns: {preview(names)})",
-                    hint=_did_you_mean(name, names)
+                    hint=did_you_mean(name, names)
                     or f"the file needs the columns the model was trained on: {preview(feature_names)}",
                 )
         wanted = targets if targets is not None else [n for n in names[-1:] if n not in feature_names]
@@ -120,7 +114,7 @@ def select_columns(
         missing = next(t for t in wanted if t not in index)
         raise DataError(
             f"{source}: no target column '{missing}'; columns: {preview(names)}",
-            hint=_did_you_mean(missing, names) or "set the target to one of the columns",
+            hint=did_you_mean(missing, names) or "set the target to one of the columns",
         )
     tidx = [index[t] for t in present] if len(present) == len(wanted) else []
     if not tidx and require_target:
@@ -137,17 +131,18 @@ def select_columns(
 # Finite checks and target finishing (shared by CSV and .npz)
 
 
+def first_cell(mask: Array) -> tuple[int, int] | None:
+    """(row, column) of the first True cell of a 2-d mask, or None: where an error points."""
+    found = np.argwhere(mask)
+    return (int(found[0][0]), int(found[0][1])) if len(found) else None
+
+
 def check_finite_x(x: Array, where: Locator, cell: Callable[[int, int], str]) -> None:
     # min/max propagate NaN and expose +-inf without a (n, f) boolean temporary: the common, clean case.
     if x.size == 0 or (np.isfinite(x.min()) and np.isfinite(x.max())):
         return
-    bad = np.argwhere(~np.isfinite(x))
-    if len(bad):
-        r, c = (int(v) for v in bad[0])
-        raise DataError(
-            f"{where(r, c)}: {show_cell(cell(r, c))} is not a finite number",
-            hint="features must be finite numbers; remove or impute missing values first",
-        )
+    hint = "features must be finite numbers; remove or impute missing values first"
+    refuse_nonfinite(x, where, cell, what="", hint=hint)
 
 
 def finish_targets(cells: Array, where: Locator) -> Array:
@@ -155,20 +150,30 @@ def finish_targets(cells: Array, where: Locator) -> Array:
 
     Works on the unique cells, so a 60,000-row label column costs a handful of float() calls."""
     cells = np.char.strip(cells.astype(np.str_))
-    empty = np.argwhere(cells == "")
-    if len(empty):
-        r, c = (int(v) for v in empty[0])
+    empty = first_cell(cells == "")
+    if empty is not None:
+        r, c = empty
         raise DataError(f"{where(r, c)}: empty target cell", hint="fill in the target or remove the row")
     uniq, inverse = np.unique(cells, return_inverse=True)
     values = [parse_number(str(u)) for u in uniq]
     if any(v is None for v in values):
         return np.ascontiguousarray(cells)
     y = np.asarray(values, dtype=np.float64)[inverse.reshape(-1)].reshape(cells.shape)
-    bad = np.argwhere(~np.isfinite(y))
-    if len(bad):
-        r, c = (int(v) for v in bad[0])
-        raise DataError(
-            f"{where(r, c)}: target {show_cell(str(cells[r, c]))} is not a finite number",
-            hint="remove rows with missing targets",
-        )
+    check_finite_targets(y, where, lambda r, c: str(cells[r, c]))
     return y
+
+
+def check_finite_targets(y: Array, where: Locator, cell: Callable[[int, int], str]) -> None:
+    refuse_nonfinite(y, where, cell, what="target ", hint="remove rows with missing targets")
+
+
+def refuse_nonfinite(
+    values: Array, where: Locator, cell: Callable[[int, int], str], *, what: str, hint: str
+) -> None:
+    """DataError at the first NaN or inf, naming its place and showing the cell as written."""
+    bad = first_cell(~np.isfinite(values))
+    if bad is not None:
+        r, c = bad
+        raise DataError(
+            f"{where(r, c)}: {what}{show_cell(cell(r, c).strip())} is not a finite number", hint=hint
+        )

@@ -8,28 +8,29 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nnctl.data.table import Array, canonical_label, format_number, parse_number, preview, show_cell
+from nnctl.data.table import (
+    Array,
+    canonical_label,
+    first_cell,
+    format_number,
+    parse_number,
+    preview,
+    show_cell,
+)
+from nnctl.engine.metrics import TASKS, positive, predicted_classes, tasks_for_cost
 from nnctl.errors import DataError
-
-TASKS = ("classification", "multilabel", "regression")
 
 
 def infer_task(requested: str, cost: str, output_activation: str, output_units: int, y: Array) -> str:
-    """The task: ``requested`` unless it is "auto", else read off the cost (cce -> classification;
-    bce -> binary classification with one output unit, multilabel with more; quadratic ->
-    regression for numeric targets without a softmax output, classification otherwise)."""
+    """The task: ``requested`` unless it is "auto", else read off the cost and output layer
+    (``tasks_for_cost``), taking the second choice, where there is one, for non-numeric targets."""
     if requested not in ("auto", *TASKS):
         raise ValueError(f"unknown task {requested!r}; expected one of: auto, {', '.join(TASKS)}")
     if requested != "auto":
         return requested
-    if cost == "cce":
-        return "classification"
-    if cost == "bce":
-        return "classification" if output_units == 1 else "multilabel"
-    if cost == "quadratic":
-        numeric = y is None or np.asarray(y).dtype.kind == "f"
-        return "regression" if numeric and output_activation != "softmax" else "classification"
-    raise ValueError(f"unknown cost {cost!r}; expected cce, bce or quadratic")
+    choices = tasks_for_cost(cost, output_activation, output_units)
+    numeric = y is None or np.asarray(y).dtype.kind == "f"
+    return choices[0] if numeric or len(choices) == 1 else choices[1]
 
 
 def _as_2d(y: Array) -> Array:
@@ -71,9 +72,9 @@ def _numeric_targets(y: Array, source: str, task: str) -> Array:
                     hint="use task: classification for text labels",
                 )
             out[r, c] = v
-    bad = np.argwhere(~np.isfinite(out))
-    if len(bad):
-        r, c = (int(v) for v in bad[0])
+    bad = first_cell(~np.isfinite(out))
+    if bad is not None:
+        r, c = bad
         where = f"{source}: data row {r + 1}, target column {c + 1}"
         raise DataError(f"{where}: {out[r, c]} is not a finite number")
     return out
@@ -178,9 +179,9 @@ class TargetEncoder:
             return out
         out = _numeric_targets(y, source, self.task)
         if self.task == "multilabel":
-            bad = np.argwhere((out != 0.0) & (out != 1.0))
-            if len(bad):
-                r, c = (int(v) for v in bad[0])
+            bad = first_cell((out != 0.0) & (out != 1.0))
+            if bad is not None:
+                r, c = bad
                 raise DataError(
                     f"{source}: data row {r + 1}, target column {c + 1}: {format_number(out[r, c])} "
                     "is not 0 or 1; multilabel targets must be 0 or 1"
@@ -192,13 +193,9 @@ class TargetEncoder:
         outputs = _as_2d(outputs)
         if self.task == "classification":
             assert self.classes is not None
-            if outputs.shape[1] == 1:
-                idx = (outputs[:, 0] >= 0.5).astype(np.int64)
-            else:
-                idx = np.argmax(outputs, axis=1)
-            return np.asarray(self.classes, dtype=np.str_)[idx]
+            return np.asarray(self.classes, dtype=np.str_)[predicted_classes(outputs)]
         if self.task == "multilabel":
-            return (outputs >= 0.5).astype(np.int64)
+            return positive(outputs).astype(np.int64)
         return np.array(outputs, dtype=np.float64)
 
 

@@ -1,4 +1,6 @@
-"""Evaluation metrics: accuracy, confusion matrix, precision/recall/F1; MSE, MAE, R^2.
+"""Evaluation metrics: accuracy, confusion matrix, precision/recall/F1; MSE, MAE, R^2. And the small
+rules about tasks and metrics that training, schedules, sweeps, data and checkpoints share: the task
+names, which task a cost implies, the 0.5 decision threshold, which metrics are maximised.
 
 Pure functions of predictions and targets; the encoded targets ``T`` are the network's (0/1
 one-hot, 0/1 per label, or raw values for regression).
@@ -10,16 +12,44 @@ import numpy as np
 
 Array = np.ndarray
 
+TASKS = ("classification", "multilabel", "regression")
+#: Metric names (with or without a ``val_``/``test_`` prefix) where a larger value is better;
+#: every other recorded metric (the losses, mse, mae) is minimised.
+MAXIMIZED = ("accuracy", "r2", "f1", "precision", "recall")
+#: An output (or target) at or above this is the positive class / a set label.
+THRESHOLD = 0.5
+
+
+def higher_is_better(metric: str) -> bool:
+    """Whether ``metric`` (a history column such as ``val_accuracy`` or ``val_loss``) is maximised."""
+    return metric.endswith(MAXIMIZED)
+
+
+def tasks_for_cost(cost: str, output_activation: str, output_units: int) -> tuple[str, ...]:
+    """The tasks ``data.task: auto`` may infer for a cost and output layer; where there are two,
+    the first is for numeric targets. cce -> classification; bce -> classification with one
+    output unit, multilabel with more; quadratic -> regression (not with a softmax output) or
+    classification."""
+    if cost == "cce":
+        return ("classification",)
+    if cost == "bce":
+        return ("classification",) if output_units == 1 else ("multilabel",)
+    if cost == "quadratic":
+        return ("classification",) if output_activation == "softmax" else ("regression", "classification")
+    raise ValueError(f"unknown cost {cost!r}; expected cce, bce or quadratic")
+
+
+def positive(outputs: Array) -> Array:
+    """The 0/1 decision on each output: at or above ``THRESHOLD``."""
+    return outputs >= THRESHOLD
+
 
 def predicted_classes(outputs: Array) -> Array:
-    """Class index per row: argmax over one-hot outputs, or output >= 0.5 for one binary unit."""
+    """Class index per row: argmax over one-hot columns, or the decision on one binary unit.
+    Applied to encoded targets it gives their true classes."""
     if outputs.shape[1] == 1:
-        return (outputs[:, 0] >= 0.5).astype(np.int64)
+        return positive(outputs[:, 0]).astype(np.int64)
     return outputs.argmax(axis=1)
-
-
-def target_classes(T: Array) -> Array:
-    return (T[:, 0] >= 0.5).astype(np.int64) if T.shape[1] == 1 else T.argmax(axis=1)
 
 
 def confusion_matrix(true: Array, pred: Array, n_classes: int) -> Array:
@@ -42,7 +72,7 @@ def precision_recall_f1(matrix: Array) -> dict[str, Array]:
 
 
 def classification_metrics(outputs: Array, T: Array, n_classes: int) -> dict[str, object]:
-    true, pred = target_classes(T), predicted_classes(outputs)
+    true, pred = predicted_classes(T), predicted_classes(outputs)
     matrix = confusion_matrix(true, pred, n_classes)
     scores = precision_recall_f1(matrix)
     return {
@@ -58,7 +88,7 @@ def classification_metrics(outputs: Array, T: Array, n_classes: int) -> dict[str
 
 
 def multilabel_metrics(outputs: Array, T: Array) -> dict[str, object]:
-    per_label = np.mean((outputs >= 0.5) == (T >= 0.5), axis=0)
+    per_label = np.mean(positive(outputs) == positive(T), axis=0)
     return {"accuracy": float(per_label.mean()), "label_accuracy": per_label.tolist()}
 
 
@@ -89,3 +119,10 @@ def task_metrics(task: str, outputs: Array, T: Array, n_classes: int | None) -> 
 def headline_metric(task: str) -> str:
     """The one number shown per epoch beside the loss."""
     return "r2" if task == "regression" else "accuracy"
+
+
+def recorded_metrics(task: str, has_validation: bool) -> list[str]:
+    """The history columns a monitor (early stopping, a plateau schedule, a sweep's ranking) may watch."""
+    if not has_validation:
+        return ["train_loss"]
+    return ["train_loss", "val_loss", f"val_{headline_metric(task)}"]

@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveInt
 
+from nnctl.engine.metrics import higher_is_better
+
 ScheduleState = dict[str, Any]
 
 
@@ -93,7 +95,7 @@ class ReduceOnPlateau(Schedule):
         value = metrics.get(self.monitor)
         if value is None or not math.isfinite(value):
             return
-        sign = -1.0 if self.monitor.endswith(("accuracy", "r2", "f1")) else 1.0  # maximize these
+        sign = -1.0 if higher_is_better(self.monitor) else 1.0
         if state["best"] is None or sign * value < sign * state["best"] - self.min_delta:
             state["best"], state["wait"] = value, 0
             return

@@ -22,16 +22,16 @@ from nnctl.config import (
 )
 from nnctl.data.load import load_table
 from nnctl.data.table import Table
-from nnctl.engine.metrics import headline_metric
+from nnctl.engine.metrics import higher_is_better
 from nnctl.errors import ConfigError, NnctlError
 from nnctl.sweep.spec import (
     Dimension,
     SweepSpec,
-    did_you_mean,
     merge_specs,
     parse_sweep_section,
     sample_assignments,
 )
+from nnctl.training.monitor import best_epoch_monitor, check_monitor
 from nnctl.training.prepare import prepare_table, resolve_data_path
 
 _ABBREVIATIONS = {
@@ -221,7 +221,7 @@ def _load_tables(trials: list[Trial], config_dir: Path) -> dict[str, Table]:
 
 def _check_trials(trials: list[Trial], tables: dict[str, Table], monitor: str | None) -> tuple[str, bool]:
     """The checks that need the data (task, output units, sizes, monitor), once per distinct setup."""
-    tasks: dict[str, str] = {}
+    setups: dict[str, tuple[str, bool]] = {}  # setup -> (task, has a validation split)
     if monitor is None:
         monitor = "val_loss" if all(t.config.data.validation > 0 for t in trials) else "train_loss"
     for trial in trials:
@@ -236,24 +236,12 @@ def _check_trials(trials: list[Trial], tables: dict[str, Table], monitor: str | 
         )
         table = tables[trial.table_key]
         try:
-            if setup not in tasks:
-                tasks[setup] = prepare_table(config, table).task
+            if setup not in setups:
+                prepared = prepare_table(config, table)
+                setups[setup] = (prepared.task, prepared.validation is not None)
             check_parameter_budget(config, table.x.shape[1])
+            best_epoch_monitor(config, *setups[setup])
+            check_monitor("--monitor", monitor, *setups[setup])
         except NnctlError as exc:
             raise type(exc)(f"sweep trial {trial.name}: {exc.message}", hint=exc.hint) from None
-        trial_task = tasks[setup]
-        known = ["train_loss"]
-        if config.data.validation > 0:
-            known += ["val_loss", f"val_{headline_metric(trial_task)}"]
-        stopping = config.training.early_stopping
-        if stopping is not None and stopping.monitor not in known:
-            raise ConfigError(
-                f"sweep trial {trial.name}: training.early_stopping.monitor: {stopping.monitor!r} "
-                f"is not recorded in this run; choose one of: {', '.join(known)}"
-            )
-        if monitor not in known:
-            raise ConfigError(
-                f"--monitor {monitor}: not recorded by trial {trial.name}{did_you_mean(monitor, known)}",
-                hint=f"it records: {', '.join(known)}",
-            )
-    return monitor, monitor.endswith(("accuracy", "r2", "f1"))
+    return monitor, higher_is_better(monitor)

@@ -4,7 +4,6 @@ and sampled into trial assignments (each a list of ``--set`` key paths and value
 from __future__ import annotations
 
 import copy
-import difflib
 import itertools
 import math
 from collections.abc import Iterator, Sequence
@@ -18,7 +17,7 @@ from nnctl.config import (
     parse_key_path,
     parse_yaml,
 )
-from nnctl.errors import ConfigError, NnctlError
+from nnctl.errors import ConfigError, NnctlError, unknown_key_suffix
 
 SPEC_KEYS = ("config", "grid", "random", "trials", "seed", "monitor")
 DISTRIBUTIONS = ("uniform", "loguniform", "choice")
@@ -81,19 +80,11 @@ def parse_sweep_section(section: Any, source: str) -> tuple[SweepSpec, str | Non
         raise ConfigError(f"{where}: must be a mapping with grid:, random:, trials: ...")
     for key in section:
         if key not in SPEC_KEYS:
-            raise ConfigError(f"{where}.{key}: unknown key{did_you_mean(str(key), SPEC_KEYS)}")
+            raise ConfigError(f"{where}.{key}: unknown key{unknown_key_suffix(str(key), SPEC_KEYS)}")
     spec = SweepSpec()
-    grid = section.get("grid") or {}
-    if not isinstance(grid, dict):
-        raise ConfigError(f"{where}.grid: must map KEY.PATH to a list of values")
-    for key, values in grid.items():
-        path = _normalize_key(str(key), f"{where}.grid")
+    for path, values in _keyed_entries(section, "grid", where, "a list of values"):
         spec.grid.append(_grid_dimension(path, values, f"{where}.grid.{path}"))
-    space = section.get("random") or {}
-    if not isinstance(space, dict):
-        raise ConfigError(f"{where}.random: must map KEY.PATH to {{uniform|loguniform|choice: ...}}")
-    for key, entry in space.items():
-        path = _normalize_key(str(key), f"{where}.random")
+    for path, entry in _keyed_entries(section, "random", where, "{uniform|loguniform|choice: ...}"):
         spec.random.append(_distribution(path, entry, f"{where}.random.{path}"))
     for name in ("trials", "seed"):
         value = section.get(name)
@@ -110,6 +101,14 @@ def parse_sweep_section(section: Any, source: str) -> tuple[SweepSpec, str | Non
     return spec, base
 
 
+def _keyed_entries(section: dict, name: str, where: str, what: str) -> list[tuple[str, Any]]:
+    """The (normalized key path, value) pairs of ``sweep.grid`` or ``sweep.random``."""
+    entries = section.get(name) or {}
+    if not isinstance(entries, dict):
+        raise ConfigError(f"{where}.{name}: must map KEY.PATH to {what}")
+    return [(_normalize_key(str(key), f"{where}.{name}"), value) for key, value in entries.items()]
+
+
 def _distribution(key: str, entry: Any, where: str) -> Dimension:
     if not isinstance(entry, dict):
         raise ConfigError(
@@ -119,7 +118,7 @@ def _distribution(key: str, entry: Any, where: str) -> Dimension:
     unknown = [k for k in entry if k not in (*DISTRIBUTIONS, "integer")]
     if unknown:
         options = (*DISTRIBUTIONS, "integer")
-        raise ConfigError(f"{where}.{unknown[0]}: unknown key{did_you_mean(str(unknown[0]), options)}")
+        raise ConfigError(f"{where}.{unknown[0]}: unknown key{unknown_key_suffix(str(unknown[0]), options)}")
     if len(kinds) != 1:
         raise ConfigError(f"{where}: give exactly one of {', '.join(DISTRIBUTIONS)}")
     kind = kinds[0]
@@ -142,11 +141,6 @@ def _distribution(key: str, entry: Any, where: str) -> Dimension:
     if kind == "loguniform" and values[0] <= 0:
         raise ConfigError(f"{where}.loguniform = {values!r}: the bounds must be positive")
     return Dimension(key, kind, [float(values[0]), float(values[1])], integer)
-
-
-def did_you_mean(word: str, options: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.5)
-    return f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(options)}"
 
 
 def merge_specs(file_spec: SweepSpec, grid_options: Sequence[str]) -> SweepSpec:

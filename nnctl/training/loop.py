@@ -20,9 +20,10 @@ from nnctl.data.arrays import release_pages
 from nnctl.engine.metrics import headline_metric
 from nnctl.engine.network import Network
 from nnctl.engine.optimizers import Optimizer
-from nnctl.errors import ConfigError, TrainingFailed
+from nnctl.errors import TrainingFailed
 from nnctl.training.diagnostics import LayerDiagnostics
 from nnctl.training.evaluate import evaluate
+from nnctl.training.monitor import best_epoch_monitor
 from nnctl.training.prepare import Prepared, random_streams
 from nnctl.training.state import LoopState
 
@@ -79,7 +80,9 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.stop_signal: str | None = None
         self.best_parameters = best_parameters
-        self.monitor, self.maximize = self._monitor()
+        self.monitor, self.maximize = best_epoch_monitor(
+            self.config, prepared.task, prepared.validation is not None
+        )
         self.diagnostics = LayerDiagnostics(len(net.layers)) if self.config.training.trace else None
 
     # -- public ------------------------------------------------------------------------------
@@ -230,33 +233,6 @@ class Trainer:
         self._emit("on_epoch_end", record, improved)
 
     # -- best epoch and early stopping --------------------------------------------------------
-    def _recorded_metrics(self) -> set[str]:
-        """History columns a monitor (early stopping, plateau schedule) may watch."""
-        if self.prepared.validation is None:
-            return {"train_loss"}
-        return {"train_loss", "val_loss", f"val_{headline_metric(self.prepared.task)}"}
-
-    def _check_monitor(self, key: str, monitor: str) -> None:
-        known = self._recorded_metrics()
-        if monitor not in known:
-            has_validation = self.prepared.validation is not None
-            raise ConfigError(
-                f"{key}: {monitor!r} is not recorded in this run; choose one of: {', '.join(sorted(known))}",
-                hint=None if has_validation else "set data.validation > 0 to monitor validation metrics",
-            )
-
-    def _monitor(self) -> tuple[str, bool]:
-        training = self.config.training
-        plateau_monitor = getattr(training.schedule, "monitor", None)
-        if plateau_monitor is not None:
-            self._check_monitor("training.schedule.monitor", plateau_monitor)
-        stopping = training.early_stopping
-        monitor = stopping.monitor if stopping else ("val_loss" if self.prepared.validation else "train_loss")
-        self._check_monitor("training.early_stopping.monitor", monitor)
-        mode = stopping.mode if stopping else "auto"
-        maximize = mode == "max" or (mode == "auto" and monitor.endswith(("accuracy", "r2")))
-        return monitor, maximize
-
     def _track_best(self, record: dict[str, Any]) -> bool:
         """Update the best epoch and the early-stopping counter; True when this epoch is the best."""
         value = record[self.monitor]

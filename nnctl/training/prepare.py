@@ -13,7 +13,7 @@ from nnctl.checkpoint import Checkpoint
 from nnctl.config import Config, check_parameter_budget
 from nnctl.data.arrays import release_pages
 from nnctl.data.load import load_table
-from nnctl.data.normalize import Normalizer
+from nnctl.data.normalize import CHUNK_ROWS, Normalizer
 from nnctl.data.splits import split_indices
 from nnctl.data.table import Table
 from nnctl.data.targets import TargetEncoder, infer_task
@@ -27,9 +27,6 @@ def random_streams(seed: int) -> dict[str, np.random.Generator]:
     """Independent generators for each use of randomness, all from the one config seed."""
     children = np.random.SeedSequence(seed).spawn(len(STREAMS))
     return {name: np.random.default_rng(child) for name, child in zip(STREAMS, children, strict=True)}
-
-
-CHUNK_ROWS = 8192  # rows per chunk when normalizing or evaluating, to bound temporary memory
 
 
 @dataclass
@@ -132,7 +129,7 @@ def prepare_table(config: Config, table: Table, *, consume: bool = False) -> Pre
     train_idx, val_idx, test_idx = split_indices(
         table.x.shape[0], config.data.validation, config.data.test, rng, strata
     )
-    normalizer = fit_normalizer(config.data.normalize, table.x, train_idx)
+    normalizer = Normalizer.fit(config.data.normalize, table.x, train_idx)
     dtype = np.dtype(config.dtype)
     targets = encoder.encode(table.y, source=table.source).astype(dtype)
     if isinstance(table.x, np.memmap):  # keep the file on disk: normalize each batch as it is read
@@ -157,39 +154,6 @@ def prepare_table(config: Config, table: Table, *, consume: bool = False) -> Pre
         part(val_idx),
         part(test_idx),
     )
-
-
-def fit_normalizer(kind: str, x: Array, rows: Array) -> Normalizer:
-    """Normalization statistics of the training rows in float64, one pass over chunks, merged
-    with Chan et al.'s pairwise update, so neither the training part nor a float64 copy of it is
-    ever materialized (and memory-mapped data are read once)."""
-    if kind == "none":
-        return Normalizer.fit(kind, x[:0])
-    width = x.shape[1]
-    count, mean, m2 = 0, np.zeros(width), np.zeros(width)
-    low, high = np.full(width, np.inf), np.full(width, -np.inf)
-    every_row = rows.size == x.shape[0]  # rows are sorted: then they are 0..n-1 and slices do
-    for start in range(0, rows.size, CHUNK_ROWS):
-        part = x[start : start + CHUNK_ROWS] if every_row else x[rows[start : start + CHUNK_ROWS]]
-        chunk = part.astype(np.float64)  # always a copy: it is centred in place below
-        release_pages(x)
-        np.minimum(low, chunk.min(axis=0), out=low)
-        np.maximum(high, chunk.max(axis=0), out=high)
-        n = chunk.shape[0]
-        chunk_mean = chunk.mean(axis=0)
-        chunk -= chunk_mean
-        chunk_m2 = np.einsum("ij,ij->j", chunk, chunk)
-        delta = chunk_mean - mean
-        total = count + n
-        mean += delta * (n / total)
-        m2 += chunk_m2 + delta * delta * (count * n / total)
-        count = total
-    if kind == "minmax":
-        shift, scale = low, high - low
-    else:
-        shift, scale = mean, np.sqrt(m2 / count)
-    # Constant columns by exact comparison: a rounding-noise spread would blow them up.
-    return Normalizer(kind, shift, np.where(high == low, 1.0, scale))
 
 
 def normalize_features(x: Array, normalizer: Normalizer, dtype: np.dtype, *, in_place: bool) -> Array:
