@@ -25,12 +25,12 @@ from pydantic import (
     model_validator,
 )
 
-from nnctl.engine.activations import ACTIVATION_CLASSES, ACTIVATIONS
-from nnctl.engine.costs import COST_CLASSES, COSTS
-from nnctl.engine.initializers import INITIALIZER_CLASSES, INITIALIZERS, Auto
+from nnctl.engine.activations import ACTIVATIONS
+from nnctl.engine.costs import COSTS
+from nnctl.engine.initializers import INITIALIZERS, Auto
 from nnctl.engine.metrics import TASKS
-from nnctl.engine.optimizers import OPTIMIZER_CLASSES, OPTIMIZERS, SGD
-from nnctl.engine.schedules import SCHEDULE_CLASSES, SCHEDULES, Constant
+from nnctl.engine.optimizers import OPTIMIZERS, SGD
+from nnctl.engine.schedules import SCHEDULES, Constant
 from nnctl.errors import ConfigError, did_you_mean, unknown_key_suffix
 
 #: Refuse networks whose parameters, gradients and optimizer state alone would exceed this.
@@ -42,17 +42,18 @@ def _shorthand(value: Any) -> Any:
     return {"name": value} if isinstance(value, str) else value
 
 
-def component_field(classes: tuple[type, ...]) -> Any:
+def component_field(registry: dict[str, type]) -> Any:
     """A registry's classes as one discriminated union on ``name``, with the string shorthand:
     the registry is the only list of valid names."""
-    return Annotated[Union[classes], Field(discriminator="name"), BeforeValidator(_shorthand)]  # noqa: UP007
+    union = Union[tuple(registry.values())]  # noqa: UP007
+    return Annotated[union, Field(discriminator="name"), BeforeValidator(_shorthand)]
 
 
-AnyCost = component_field(COST_CLASSES)
-AnyInitializer = component_field(INITIALIZER_CLASSES)
-AnyOptimizer = component_field(OPTIMIZER_CLASSES)
-ActivationSpec = component_field(ACTIVATION_CLASSES)
-ScheduleSpec = component_field(SCHEDULE_CLASSES)
+AnyCost = component_field(COSTS)
+AnyInitializer = component_field(INITIALIZERS)
+AnyOptimizer = component_field(OPTIMIZERS)
+ActivationSpec = component_field(ACTIVATIONS)
+ScheduleSpec = component_field(SCHEDULES)
 
 REGISTRIES: dict[str, dict[str, type]] = {
     "activation": ACTIVATIONS,

@@ -224,3 +224,25 @@ def weights_equal(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
         keys_x = sorted(k for k in x.files if k[:1] in "Wb" and k[1:].isdigit())
         keys_y = sorted(k for k in y.files if k[:1] in "Wb" and k[1:].isdigit())
         return keys_x == keys_y and bool(keys_x) and all(np.array_equal(x[k], y[k]) for k in keys_x)
+
+
+def config_component(key: str, spec: object) -> object:
+    """``spec`` as the config reads it at ``key`` (cost, model.initializer, training.optimizer, ...):
+    the one way a component is built from its YAML name."""
+    from nnctl.config import validate_config
+
+    raw: dict[str, Any] = {
+        "data": {"path": "builtin:xor"},
+        "model": {"layers": [{"units": 2, "activation": "softmax"}]},
+        "cost": "cce",
+        "training": {"epochs": 1, "learning_rate": 0.1},
+    }
+    *parents, last = key.split(".")
+    node = raw
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = spec
+    value: Any = validate_config(raw, "test.yaml")
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value

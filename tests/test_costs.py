@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import config_component
 
 from nnctl.engine.activations import ACTIVATIONS, Activation, Elu, Logistic, Softmax
 from nnctl.engine.costs import (
@@ -14,9 +15,9 @@ from nnctl.engine.costs import (
     Cost,
     Quadratic,
     generalized_rule,
-    get_cost,
     output_rule,
 )
+from nnctl.errors import ConfigError
 
 RAISE = {"over": "raise", "divide": "raise", "invalid": "raise"}  # underflow is harmless
 OUTPUTS: dict[str, Activation] = {
@@ -268,8 +269,8 @@ def test_bce_single_logit_exact() -> None:
         assert loss[0] == expected
 
 
-def test_get_cost() -> None:
-    assert get_cost("cce") == CategoricalCrossEntropy()
-    assert get_cost({"name": "bce"}) == BinaryCrossEntropy()
-    with pytest.raises(ValueError, match="quadratic"):
-        get_cost("mse")
+def test_costs_by_yaml_name() -> None:
+    assert config_component("cost", "cce") == CategoricalCrossEntropy()
+    assert config_component("cost", {"name": "quadratic"}) == Quadratic()
+    with pytest.raises(ConfigError, match=r"unknown cost 'mse'.*quadratic, cce, bce"):
+        config_component("cost", "mse")

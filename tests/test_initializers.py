@@ -6,11 +6,13 @@ import math
 
 import numpy as np
 import pytest
+from helpers import config_component
 
 from nnctl.engine.activations import ACTIVATIONS, Activation, Elu, Identity, Logistic, Relu, Softmax, Tanh
 from nnctl.engine.costs import Quadratic
-from nnctl.engine.initializers import INITIALIZERS, Auto, He, Xavier, get_initializer
+from nnctl.engine.initializers import INITIALIZERS, Auto, He, Xavier
 from nnctl.engine.network import LayerSpec, Network
+from nnctl.errors import ConfigError
 
 ALL_ACTIVATIONS = [cls() for cls in ACTIVATIONS.values()] + [Elu(alpha=0.5), Logistic(L=2.0, k=0.5, x0=1.0)]
 
@@ -125,7 +127,7 @@ def test_weights_default_dtype_and_shape() -> None:
 
 def test_registry_and_get() -> None:
     assert set(INITIALIZERS) == {"auto", "he", "xavier"}
-    assert get_initializer("he") == He()
-    assert get_initializer({"name": "xavier"}) == Xavier()
-    with pytest.raises(ValueError, match="auto"):
-        get_initializer("glorot")
+    assert config_component("model.initializer", "he") == He()
+    assert config_component("model.initializer", {"name": "xavier"}) == Xavier()
+    with pytest.raises(ConfigError, match=r"unknown initializer 'glorot'.*auto, he, xavier"):
+        config_component("model.initializer", "glorot")

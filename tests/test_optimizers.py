@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import config_component
 
 from nnctl.engine.activations import Logistic, Tanh
 from nnctl.engine.costs import Quadratic
 from nnctl.engine.network import DenseLayer, LayerSpec, Network
-from nnctl.engine.optimizers import OPTIMIZERS, SGD, Adam, AdamW, Momentum, Optimizer, RMSprop, get_optimizer
+from nnctl.engine.optimizers import OPTIMIZERS, SGD, Adam, AdamW, Momentum, Optimizer, RMSprop
+from nnctl.errors import ConfigError
 
 # -- sgd: one step of (1.32), by hand ----------------------------------------------------------
 
@@ -178,7 +180,7 @@ def test_first_three_steps_match_textbook(name: str, hp: dict, bitwise: bool) ->
     params, grads_per_step, mask = problem()
     lr = 0.05
     expected = reference(name, hp, params, grads_per_step, lr, mask)
-    opt = get_optimizer({"name": name, **hp})
+    opt = config_component("training.optimizer", {"name": name, **hp})
     ours = [p.copy() for p in params]
     state = opt.init(ours)
     for step, grads in enumerate(grads_per_step):
@@ -241,7 +243,9 @@ def test_adamw_decay_mask_excludes_biases() -> None:
 
 def test_registry() -> None:
     assert set(OPTIMIZERS) == {"sgd", "momentum", "adam", "adamw", "rmsprop"}
-    assert isinstance(get_optimizer("rmsprop"), RMSprop)
-    assert get_optimizer({"name": "momentum", "nesterov": True}) == Momentum(nesterov=True)
-    with pytest.raises(ValueError, match="sgd"):
-        get_optimizer("lbfgs")
+    assert isinstance(config_component("training.optimizer", "rmsprop"), RMSprop)
+    assert config_component("training.optimizer", {"name": "momentum", "nesterov": True}) == Momentum(
+        nesterov=True
+    )
+    with pytest.raises(ConfigError, match=r"unknown optimizer 'lbfgs'.*sgd, momentum"):
+        config_component("training.optimizer", "lbfgs")

@@ -24,7 +24,6 @@ from typer.testing import CliRunner
 from nnctl.checkpoint import load_checkpoint
 from nnctl.cli.app import app
 from nnctl.config import load_config
-from nnctl.engine.network import dropout_mask
 from nnctl.training.evaluate import evaluate
 from nnctl.training.loop import Trainer, clip_global_norm
 from nnctl.training.prepare import build_network, prepare
@@ -607,10 +606,10 @@ def test_dropout_mask_and_evaluation() -> None:
     assert abs(mask.mean() - 1.0) < 0.07  # inverted dropout keeps the expected activation
 
     # the same generator state gives the same mask (seeded)
-    m1 = dropout_mask(np.random.default_rng(7), (50, 16), rate, np.float32)
-    m2 = dropout_mask(np.random.default_rng(7), (50, 16), rate, np.float32)
+    m1 = net.forward_pass(x, np.random.default_rng(7)).masks[0]
+    m2 = net.forward_pass(x, np.random.default_rng(7)).masks[0]
     np.testing.assert_array_equal(m1, m2)
-    assert m1.dtype == np.float32
+    assert m1.dtype == net.dtype
 
     # backprop through the mask: a unit dropped for the only sample gets no weight gradient
     rng = np.random.default_rng(3)

@@ -40,7 +40,7 @@ class SamplesPerSecond(ProgressColumn):
         return Text(f"{speed:,.0f} samples/s" if speed else "", style="cyan")
 
 
-def worth_printing(epoch: int, epochs: int, improved: bool) -> bool:
+def worth_printing(epoch: int, epochs: int) -> bool:
     """At most ~50 epoch lines per run: every epoch of short runs, a sample of long ones."""
     return epochs <= 50 or epoch % max(epochs // 50, 1) == 0 or epoch in (1, epochs)
 
@@ -94,7 +94,7 @@ class RichProgress(Callback):
     def on_epoch_end(self, trainer: Trainer, record: dict[str, Any], improved: bool) -> None:
         self.progress.update(self.epochs_task, advance=1, loss=f"{record['train_loss']:.4f}")
         epochs = trainer.config.training.epochs
-        if not worth_printing(record["epoch"], epochs, improved):
+        if not worth_printing(record["epoch"], epochs):
             return
         mark = " [green]*[/]" if improved else ""
         self.progress.console.print(f"epoch {record['epoch']}/{epochs}  {format_record(record)}{mark}")
@@ -114,7 +114,7 @@ class PlainProgress(Callback):
 
     def on_epoch_end(self, trainer: Trainer, record: dict[str, Any], improved: bool) -> None:
         epochs = trainer.config.training.epochs
-        if not worth_printing(record["epoch"], epochs, improved):
+        if not worth_printing(record["epoch"], epochs):
             return
         mark = " *" if improved else ""
         self.console.print(

@@ -12,12 +12,12 @@ valid names (the config validates against it).
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Annotated, ClassVar, Literal, Union
+from typing import ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
+from pydantic import BaseModel, ConfigDict, PositiveFloat
 
-from nnctl.engine.registry import build_component
+from nnctl.engine.registry import registry
 
 Array = np.ndarray
 
@@ -238,15 +238,5 @@ def _where(condition: Array, x: Array, y: Array, out: Array) -> Array:
     return out
 
 
-ACTIVATION_CLASSES: tuple[type[Activation], ...] = (Relu, Elu, Logistic, Tanh, Softmax, Identity)
 #: YAML name -> class: the single registry of activations.
-ACTIVATIONS: dict[str, type[Activation]] = {
-    cls.model_fields["name"].default: cls for cls in ACTIVATION_CLASSES
-}
-
-AnyActivation = Annotated[Union[ACTIVATION_CLASSES], Field(discriminator="name")]  # noqa: UP007
-
-
-def get_activation(spec: str | dict | Activation) -> Activation:
-    """Build an activation from its YAML name or ``{name: ..., param: ...}`` mapping."""
-    return build_component("activation", ACTIVATIONS, Activation, spec)
+ACTIVATIONS: dict[str, type[Activation]] = registry(Relu, Elu, Logistic, Tanh, Softmax, Identity)

@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from nnctl.engine.activations import Activation, Logistic, Softmax
-from nnctl.engine.registry import build_component
+from nnctl.engine.registry import registry
 
 Array = np.ndarray
 
@@ -212,11 +212,5 @@ def output_rule(cost: Cost, activation: Activation, *, allow_fused: bool = True)
     return fused if fused is not None else generalized_rule(cost, activation)
 
 
-COST_CLASSES: tuple[type[Cost], ...] = (Quadratic, CategoricalCrossEntropy, BinaryCrossEntropy)
 #: YAML name -> class: the single registry of costs.
-COSTS: dict[str, type[Cost]] = {cls.model_fields["name"].default: cls for cls in COST_CLASSES}
-
-
-def get_cost(spec: str | dict | Cost) -> Cost:
-    """Build a cost from its YAML name or ``{name: ..., param: ...}`` mapping."""
-    return build_component("cost", COSTS, Cost, spec)
+COSTS: dict[str, type[Cost]] = registry(Quadratic, CategoricalCrossEntropy, BinaryCrossEntropy)

@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from nnctl.engine.activations import Activation, Elu, Logistic, Relu
-from nnctl.engine.registry import build_component
+from nnctl.engine.registry import registry
 
 
 def uniform_weights(
@@ -98,13 +98,5 @@ class Auto(Initializer):
         return self.resolve(activation).formula(activation)
 
 
-INITIALIZER_CLASSES: tuple[type[Initializer], ...] = (Auto, He, Xavier)
 #: YAML name -> class: the single registry of initializers.
-INITIALIZERS: dict[str, type[Initializer]] = {
-    cls.model_fields["name"].default: cls for cls in INITIALIZER_CLASSES
-}
-
-
-def get_initializer(spec: str | dict | Initializer) -> Initializer:
-    """Build an initializer from its YAML name or ``{name: ..., param: ...}`` mapping."""
-    return build_component("initializer", INITIALIZERS, Initializer, spec)
+INITIALIZERS: dict[str, type[Initializer]] = registry(Auto, He, Xavier)

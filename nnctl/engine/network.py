@@ -388,15 +388,9 @@ def softmax_cce(z: Array, t: Array, out: Array) -> tuple[float, Array]:
     return loss, s
 
 
-def dropout_mask(rng: np.random.Generator, shape: tuple[int, ...], rate: float, dtype: np.dtype) -> Array:
-    """Inverted dropout: keep each unit with probability 1 - rate and scale by 1/(1 - rate)."""
-    mask = np.empty(shape, dtype=dtype)
-    _draw_dropout_mask(rng, rate, mask, np.empty(shape, dtype=np.float64))
-    return mask
-
-
 def _draw_dropout_mask(rng: np.random.Generator, rate: float, mask: Array, uniform: Array) -> None:
-    """``dropout_mask`` written into ``mask``, drawing into the float64 scratch ``uniform``."""
+    """Inverted dropout written into ``mask``: each unit kept with probability 1 - rate and scaled
+    by 1/(1 - rate), dropped ones 0; the draws go into the float64 scratch ``uniform``."""
     keep = 1.0 - rate
     rng.random(out=uniform)  # the draws of rng.random(shape, dtype=np.float64)
     np.less(uniform, keep, out=mask)  # 1 for a kept unit, 0 for a dropped one

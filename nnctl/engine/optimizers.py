@@ -19,7 +19,7 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat
 
-from nnctl.engine.registry import build_component
+from nnctl.engine.registry import registry
 
 Array = np.ndarray
 State = dict[str, Array]
@@ -147,11 +147,5 @@ class RMSprop(Optimizer):
         p -= lr * g / (np.sqrt(v) + self.eps)
 
 
-OPTIMIZER_CLASSES: tuple[type[Optimizer], ...] = (SGD, Momentum, Adam, AdamW, RMSprop)
 #: YAML name -> class: the single registry of optimizers.
-OPTIMIZERS: dict[str, type[Optimizer]] = {cls.model_fields["name"].default: cls for cls in OPTIMIZER_CLASSES}
-
-
-def get_optimizer(spec: str | dict | Optimizer) -> Optimizer:
-    """Build an optimizer from its YAML name or ``{name: ..., param: ...}`` mapping."""
-    return build_component("optimizer", OPTIMIZERS, Optimizer, spec)
+OPTIMIZERS: dict[str, type[Optimizer]] = registry(SGD, Momentum, Adam, AdamW, RMSprop)

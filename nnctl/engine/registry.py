@@ -1,22 +1,17 @@
-"""One builder for every component family (activations, costs, initializers, optimizers).
-
-Each family keeps its own ``{yaml_name: class}`` registry; this turns a YAML name or a
-``{name: ..., param: ...}`` mapping into an instance, or passes an instance through.
-"""
+"""The one registry mechanism: a component family (activations, costs, initializers, optimizers,
+schedules) is a ``{yaml_name: class}`` dict made here from its classes. ``nnctl.config`` builds each
+family's discriminated union from that dict and validates the YAML against it, so adding a class to
+its family's ``registry(...)`` call is all it takes to register a component."""
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import TypeVar
 
-T = TypeVar("T")
+from pydantic import BaseModel
+
+T = TypeVar("T", bound=BaseModel)
 
 
-def build_component(family: str, registry: dict[str, type[T]], base: type[T], spec: str | dict | Any) -> T:
-    if isinstance(spec, base):
-        return spec
-    if isinstance(spec, str):
-        spec = {"name": spec}
-    name = spec.get("name")
-    if name not in registry:
-        raise ValueError(f"unknown {family} {name!r}; choose one of {', '.join(registry)}")
-    return registry[name](**spec)
+def registry(*classes: type[T]) -> dict[str, type[T]]:
+    """Each class under its YAML name, the default of its ``name`` field, in the order given."""
+    return {cls.model_fields["name"].default: cls for cls in classes}

@@ -8,11 +8,12 @@ dict of plain numbers (only ``reduce_on_plateau`` has any), saved in checkpoints
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal, Union
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveInt
 
 from nnctl.engine.metrics import higher_is_better
+from nnctl.engine.registry import registry
 
 ScheduleState = dict[str, Any]
 
@@ -105,8 +106,5 @@ class ReduceOnPlateau(Schedule):
             state["wait"] = 0
 
 
-SCHEDULE_CLASSES: tuple[type[Schedule], ...] = (Constant, Step, Exponential, Cosine, ReduceOnPlateau)
 #: YAML name -> class: the single registry of schedules.
-SCHEDULES: dict[str, type[Schedule]] = {cls.model_fields["name"].default: cls for cls in SCHEDULE_CLASSES}
-
-AnySchedule = Annotated[Union[SCHEDULE_CLASSES], Field(discriminator="name")]  # noqa: UP007
+SCHEDULES: dict[str, type[Schedule]] = registry(Constant, Step, Exponential, Cosine, ReduceOnPlateau)
