@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import io
 import os
 import signal
 import subprocess
@@ -24,6 +25,7 @@ import numpy as np
 import pytest
 import yaml
 from rich.console import Console
+from sweep_faults import kill_one_worker
 from typer.testing import CliRunner
 
 from nnctl.cli.app import app
@@ -34,7 +36,7 @@ from nnctl.sweep.plan import build_plan
 from nnctl.sweep.runner import Runner
 from nnctl.sweep.spec import parse_sweep_section, sample_assignments
 from nnctl.sweep.store import find_finished
-from nnctl.sweep.worker import KILL_ONCE_ENV, TrialOutcome
+from nnctl.sweep.worker import TrialOutcome
 
 REPO = Path(__file__).resolve().parents[1]
 IRIS = REPO / "configs" / "iris.yaml"
@@ -201,10 +203,14 @@ def test_all_trials_failing_exits_1(tmp_path) -> None:
 def test_killed_worker_is_retried_and_the_sweep_completes(tmp_path, references) -> None:
     marker = tmp_path / "killed"
     out = tmp_path / "sweep"
-    code, output = nnctl(
-        "sweep", IRIS, "--set", EPOCHS, *GRID, "--jobs", "2", "--out", out,
-        env={KILL_ONCE_ENV: str(marker)},
+    grid = [GRID[1], GRID[3]]
+    console = Console(file=io.StringIO(), width=200, color_system=None)
+    code = sweep_main(
+        IRIS, grid=grid, random=None, seed=None, monitor=None, jobs=2, scheduler=None, dask_local=None,
+        out=out, retries=1, overrides=[EPOCHS], quiet=False, console=console,
+        trial_callbacks=kill_one_worker(str(marker)),
     )  # fmt: skip
+    output = console.file.getvalue()
     assert code == 0, output
     killed = marker.read_text()  # the trial whose worker process was SIGKILLed after its first epoch
     assert "worker process died" in output

@@ -13,6 +13,7 @@ from nnctl.sweep.executors import DaskExecutor, LocalPool, default_jobs, one_bla
 from nnctl.sweep.plan import Plan, Trial, build_plan
 from nnctl.sweep.runner import Runner
 from nnctl.sweep.store import find_finished, ranked, write_best, write_summary
+from nnctl.sweep.worker import TrialCallbacks
 
 
 class Display:
@@ -156,8 +157,10 @@ def sweep_main(
     overrides: Sequence[str],
     quiet: bool,
     console: Any,
+    trial_callbacks: TrialCallbacks | None = None,
 ) -> int:
-    """Run a sweep; 0 when at least one trial finished, 1 when none did. Bad input: ``NnctlError``."""
+    """Run a sweep; 0 when at least one trial finished, 1 when none did. Bad input: ``NnctlError``.
+    ``trial_callbacks`` adds training callbacks to every trial, on its worker (see ``TrialCallbacks``)."""
     executors = (("--jobs", jobs), ("--scheduler", scheduler), ("--dask-local", dask_local))
     chosen = [name for name, value in executors if value is not None]
     if len(chosen) > 1:
@@ -184,9 +187,11 @@ def sweep_main(
         if to_run:
             with one_blas_thread_env():
                 if scheduler or dask_local:
-                    executor = DaskExecutor(plan.tables, scheduler, dask_local)
+                    executor = DaskExecutor(plan.tables, scheduler, dask_local, trial_callbacks)
                 else:
-                    executor = LocalPool(min(jobs or default_jobs(), len(to_run)), plan.tables)
+                    executor = LocalPool(
+                        min(jobs or default_jobs(), len(to_run)), plan.tables, trial_callbacks
+                    )
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -15,6 +15,7 @@ from nnctl.data.table import Table
 from nnctl.errors import NnctlError
 from nnctl.sweep.worker import (
     BLAS_ENV,
+    TrialCallbacks,
     TrialTask,
     describe_exception,
     init_pool_worker,
@@ -29,11 +30,14 @@ class LocalPool:
 
     breaks_all = True  # one dead process breaks the whole pool
 
-    def __init__(self, jobs: int, tables: dict[str, Table]) -> None:
+    def __init__(
+        self, jobs: int, tables: dict[str, Table], trial_callbacks: TrialCallbacks | None = None
+    ) -> None:
         import multiprocessing
 
         self.jobs = jobs
         self.tables = tables
+        self.trial_callbacks = trial_callbacks
         self.context = multiprocessing.get_context("spawn")
         self.generation = 0
         self.pool: Any = None
@@ -57,7 +61,7 @@ class LocalPool:
         return self.jobs
 
     def submit(self, task: TrialTask) -> Any:
-        return self.pool.submit(run_pooled, task)
+        return self.pool.submit(run_pooled, task, self.trial_callbacks)
 
     def is_lost(self, exc: BaseException) -> bool:
         from concurrent.futures.process import BrokenProcessPool
@@ -91,7 +95,13 @@ class DaskExecutor:
 
     breaks_all = False  # the scheduler knows which task ran on the lost worker
 
-    def __init__(self, tables: dict[str, Table], scheduler: str | None, local_workers: int | None) -> None:
+    def __init__(
+        self,
+        tables: dict[str, Table],
+        scheduler: str | None,
+        local_workers: int | None,
+        trial_callbacks: TrialCallbacks | None = None,
+    ) -> None:
         try:
             import distributed
         except ImportError:
@@ -105,6 +115,7 @@ class DaskExecutor:
 
         self.lost_errors: tuple[type[BaseException], ...] = (distributed.KilledWorker, CommClosedError)
         self.cluster: Any = None
+        self.trial_callbacks = trial_callbacks
         self.generation = 1
         self._threads, self._asked = 1, -math.inf
         if local_workers is not None:
@@ -165,6 +176,7 @@ class DaskExecutor:
             run_trial,
             task,
             self.data[task.table_key],
+            self.trial_callbacks,
             key=f"nnctl-trial-{task.name}-{task.id}-{task.attempt}-{time.time_ns()}",
             pure=False,
         )

@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,11 @@ from nnctl.training.loop import Callback, Trainer
 from nnctl.training.prepare import build_network, prepare_table
 
 BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
-KILL_ONCE_ENV = "NNCTL_SWEEP_KILL_ONCE"
+
+#: Extra training callbacks for one trial, made on the worker from its task: the hook through which
+#: a caller (a test injecting a fault, say) plugs into every trial. It travels to the workers with
+#: each task, so it must pickle: a module-level function, or a functools.partial of one.
+TrialCallbacks = Callable[["TrialTask"], Sequence[Callback]]
 
 
 @dataclass
@@ -73,25 +78,6 @@ class _MemoryWriter(RunWriter):
         self.pending_last = self.pending_best = None
 
 
-class _KillOnce(Callback):
-    """Fault injection: the first trial to create the marker file kills its worker after epoch 1."""
-
-    def __init__(self, marker: str, name: str) -> None:
-        self.marker, self.name = marker, name
-
-    def on_epoch_end(self, trainer: Trainer, record: dict[str, Any], improved: bool) -> None:
-        if record["epoch"] != 1:
-            return
-        try:
-            fd = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            return
-        os.write(fd, self.name.encode())
-        os.close(fd)
-        os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
-        os._exit(137)  # pragma: no cover - where SIGKILL does not exist
-
-
 _BLAS_PINNED = False
 
 
@@ -106,7 +92,7 @@ def _pin_blas() -> None:
     _BLAS_PINNED = True
 
 
-def run_trial(task: TrialTask, table: Table) -> TrialOutcome:
+def run_trial(task: TrialTask, table: Table, trial_callbacks: TrialCallbacks | None = None) -> TrialOutcome:
     """Train one trial in this process; never raises for a failing trial (the outcome says so)."""
     _pin_blas()
     started = time.perf_counter()
@@ -116,10 +102,7 @@ def run_trial(task: TrialTask, table: Table) -> TrialOutcome:
         config = validate_config(task.config, task.name)
         prepared = prepare_table(config, table)
         net = build_network(config, prepared.train.n_features)
-        callbacks: list[Any] = [writer]
-        marker = os.environ.get(KILL_ONCE_ENV)
-        if marker:
-            callbacks.append(_KillOnce(marker, task.name))
+        callbacks = [writer, *(trial_callbacks(task) if trial_callbacks is not None else ())]
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a diverging trial's
             Trainer(prepared, net, callbacks=callbacks).fit()  # error message says it all
     except Exception as exc:
@@ -153,8 +136,8 @@ def init_pool_worker(tables: dict[str, Table]) -> None:
     _WORKER_TABLES.update(tables)
 
 
-def run_pooled(task: TrialTask) -> TrialOutcome:
-    return run_trial(task, _WORKER_TABLES[task.table_key])
+def run_pooled(task: TrialTask, trial_callbacks: TrialCallbacks | None = None) -> TrialOutcome:
+    return run_trial(task, _WORKER_TABLES[task.table_key], trial_callbacks)
 
 
 def worker_version() -> str:
