@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 
 from nnctl.engine.activations import Relu, Softmax, Tanh
-from nnctl.engine.costs import CategoricalCrossEntropy
+from nnctl.engine.costs import CategoricalCrossEntropy, softmax_cce
 from nnctl.engine.network import BackwardBuffers, ForwardBuffers, LayerSpec, Network
-from nnctl.engine.optimizers import _SCRATCH, SGD, scratch_for
+from nnctl.engine.optimizers import SGD, Scratch
 
 SIZES = (32, 64, 48, 10)  # a small W1: inputs, two relu layers, softmax outputs
 
@@ -50,6 +50,7 @@ class Loop:
         self.net, self.batch, self.lr = net, batch, lr
         self.sgd = SGD()
         self.state = self.sgd.init(net.parameters())
+        self.scratch = Scratch()
         self.x, self.t = make_data(dtype=dtype)
         self.xb = np.empty((batch, SIZES[0]), dtype=dtype)
         self.tb = np.empty((batch, SIZES[3]), dtype=dtype)
@@ -64,7 +65,7 @@ class Loop:
         np.take(self.x, idx, axis=0, out=self.xb)
         np.take(self.t, idx, axis=0, out=self.tb)
         loss, grads = self.net.gradients(self.xb, self.tb, rng)
-        self.sgd.update(self.net.parameters(), grads, self.state, self.lr)
+        self.sgd.update(self.net.parameters(), grads, self.state, self.lr, None, self.scratch)
         return loss, grads
 
 
@@ -112,8 +113,8 @@ def test_every_array_of_a_float32_step_is_float32(dropout: float) -> None:
     trace = net.forward_pass(loop.xb, rng)
     for array in [*trace.z, *trace.a, *trace.inputs, *(m for m in trace.masks if m is not None)]:
         assert array.dtype == np.float32
-    for p, g in zip(net.parameters(), grads, strict=True):
-        assert scratch_for(p, g).dtype == np.float32
+    assert len(loop.scratch.arrays) == len(grads)
+    assert all(array.dtype == np.float32 for array in loop.scratch.arrays.values())
 
 
 def test_a_float32_step_allocates_no_float64_temporary() -> None:
@@ -187,17 +188,19 @@ def test_the_buffer_cache_is_bounded() -> None:
     assert len(net._buffers) == 2 * net.cached_buffer_sets
 
 
-def test_sgd_scratch_is_reused_and_released_with_its_parameter() -> None:
-    p = np.ones((5, 3), dtype=np.float32)
-    g = np.full((5, 3), 0.1, dtype=np.float32)
-    SGD().update([p], [g], SGD().init([p]), 0.3)
-    scratch = scratch_for(p, g)
-    assert scratch is scratch_for(p, g) and scratch.dtype == np.float32
-    key = id(p)
-    assert key in _SCRATCH
-    del p
-    gc.collect()
-    assert key not in _SCRATCH
+def test_sgd_scratch_is_its_owners_reused_and_changes_no_bit() -> None:
+    g = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
+    mine, other = Scratch(), Scratch()
+    p, q, plain = (np.ones((5, 3), dtype=np.float32) for _ in range(3))
+    SGD().update([p], [g], SGD().init([p]), 0.3, None, mine)
+    first = mine.arrays[0]
+    SGD().update([p], [g], SGD().init([p]), 0.3, None, mine)
+    assert mine.arrays[0] is first and first.dtype == np.float32  # reused, not reallocated
+    SGD().update([q], [g], SGD().init([q]), 0.3, None, other)
+    assert other.arrays[0] is not first  # two trainers never share temporaries
+    for _ in range(2):
+        SGD().update([plain], [g], SGD().init([plain]), 0.3)  # numpy's own temporary
+    np.testing.assert_array_equal(p, plain)
 
 
 # -- reuse changes nothing ----------------------------------------------------------------------------
@@ -301,7 +304,7 @@ def test_soft_targets_and_other_activations_match_the_general_path() -> None:
     bit, also for targets that are not one-hot; a tanh layer runs on the buffers as well."""
     specs = [LayerSpec(16, Tanh()), LayerSpec(4, Softmax())]
     net = Network.build(8, specs, CategoricalCrossEntropy(), np.random.default_rng(0))
-    assert net._fuses_softmax_cce
+    assert net.rule.head is softmax_cce
     rng = np.random.default_rng(1)
     x = rng.standard_normal((12, 8)).astype(np.float32)
     t = rng.uniform(size=(12, 4)).astype(np.float32)

@@ -24,8 +24,9 @@ from typer.testing import CliRunner
 from nnctl.checkpoint import load_checkpoint
 from nnctl.cli.app import app
 from nnctl.config import load_config
+from nnctl.engine.transforms import clip_global_norm
 from nnctl.training.evaluate import evaluate
-from nnctl.training.loop import Trainer, clip_global_norm
+from nnctl.training.loop import Trainer
 from nnctl.training.prepare import build_network, prepare
 from nnctl.workflows import plan_training, prepare_for_plan, run_training
 

@@ -84,12 +84,18 @@ class PairCheck:
 
 @dataclass(frozen=True)
 class OutputRule:
-    """How s^L = d c / d z^L is computed for one cost/activation pair (per sample)."""
+    """How s^L = d c / d z^L is computed for one cost/activation pair (per sample).
+
+    ``head``, where the pair has one, computes the outputs a^L (into ``out``), the mean loss and
+    s^L in one pass over z^L: ``(z, t, out) -> (loss, s)``, bit for bit the values of the
+    activation's forward, the cost and ``sensitivity``. ``Network.gradients`` takes it when set.
+    """
 
     label: str
     equation: str
     fused: bool
     sensitivity: Callable[[Array, Array, Array], Array]  # (z, a, t) -> s
+    head: Callable[[Array, Array, Array], tuple[float, Array]] | None = None
 
     def __str__(self) -> str:
         return f"{self.label}, {self.equation}"
@@ -148,7 +154,27 @@ class CategoricalCrossEntropy(Cost):
             # (2.20): s = a * sum_p t_p - t; with one-hot t this is (2.21), s = a - t.
             return a * t.sum(axis=1, keepdims=True) - t
 
-        return OutputRule("fused softmax+CCE: s = a - t", "(2.21)", True, sensitivity)
+        return OutputRule("fused softmax+CCE: s = a - t", "(2.21)", True, sensitivity, head=softmax_cce)
+
+
+def softmax_cce(z: Array, t: Array, out: Array) -> tuple[float, Array]:
+    """Softmax outputs a (2.1) into ``out``, the mean CCE loss (2.18) and s^L (2.20) of each
+    sample, in one pass over the output layer's z.
+
+    The operations and their order are those of ``Softmax.forward``, the log-softmax loss of
+    ``CategoricalCrossEntropy`` and its fused rule, so every value is bit-identical to theirs;
+    only the shifted logits and their exponentials are computed once instead of twice.
+    """
+    shifted = z - z.max(axis=1, keepdims=True)  # every exponential is at most 1
+    a = np.exp(shifted, out=out)
+    total = a.sum(axis=1, keepdims=True)
+    a /= total  # (2.1)
+    shifted -= np.log(total)  # log a, by log-sum-exp
+    t_log_a = np.einsum("bk,bk->b", t, shifted)  # sum_k t_k log a_k = -c per sample (2.18)
+    loss = -float(t_log_a.sum() / len(t_log_a))  # the batch mean, as np.mean computes it
+    s = a * t.sum(axis=1, keepdims=True)
+    s -= t  # (2.20); for one-hot targets, s = a - t (2.21)
+    return loss, s
 
 
 class BinaryCrossEntropy(Cost):

@@ -22,7 +22,7 @@ from typing import TypeVar
 import numpy as np
 
 from nnctl.engine.activations import Activation, Relu, Softmax
-from nnctl.engine.costs import CategoricalCrossEntropy, Cost, OutputRule, output_rule
+from nnctl.engine.costs import Cost, OutputRule, output_rule
 from nnctl.engine.initializers import Auto, Initializer
 
 Array = np.ndarray
@@ -122,9 +122,9 @@ class Network:
     the gradients it returns (those are new arrays on every call). The buffers carry nothing
     from one call to the next; copies, pickles and ``astype`` start without them.
 
-    With a softmax output, CCE and the fused rule (2.21), ``gradients`` computes the outputs,
-    the loss and s^L in one pass over z^L (``softmax_cce``), bit for bit what the general path
-    (``Softmax.forward``, ``per_sample_loss``, ``rule.sensitivity``) gives.
+    Where the output rule has a one-pass head (softmax with CCE: ``costs.softmax_cce``),
+    ``gradients`` computes the outputs, the loss and s^L with it, bit for bit what the general
+    path (``activation.forward``, ``per_sample_loss``, ``rule.sensitivity``) gives.
     """
 
     #: Buffer sets kept per kind, least recently used dropped first. A trainer needs two: its
@@ -312,27 +312,18 @@ class Network:
         The forward pass writes into the buffers this network keeps for the batch size, so a
         step allocates only the gradients it returns (new arrays, the caller's to keep). For a
         softmax output with CCE (the fused rule (2.21)) the outputs, the loss and s^L come from
-        one pass over z^L (``softmax_cce``), with the same values as the general path.
+        one pass over z^L (the output rule's ``head``), with the same values as the general path.
         """
         x, t = np.asarray(x, dtype=self.dtype), np.asarray(t, dtype=self.dtype)  # no silent upcasts
         buffers = self._cached(ForwardBuffers, x.shape[0], self.dtype)
-        if self._fuses_softmax_cce:
+        if self.rule.head is not None:
             trace = self._forward(x, rng, buffers, output_activation=False)
-            loss, s = softmax_cce(trace.z[-1], t, out=trace.a[-1])
+            loss, s = self.rule.head(trace.z[-1], t, trace.a[-1])
         else:
             trace = self._forward(x, rng, buffers)
             loss = float(self.per_sample_loss(trace, t).mean())
             s = self.rule.sensitivity(trace.z[-1], trace.a[-1], t)
         return loss, self._backprop(trace, s)
-
-    @property
-    def _fuses_softmax_cce(self) -> bool:
-        """Whether ``gradients`` takes the one-pass softmax+CCE head (the rule says it is fused)."""
-        return (
-            self.rule.fused
-            and isinstance(self.layers[-1].activation, Softmax)
-            and isinstance(self.cost, CategoricalCrossEntropy)
-        )
 
     def _cached(self, kind: type[Buffers], batch: int, dtype: np.dtype) -> Buffers:
         """This network's ``kind`` buffers for the batch size, dtype and calling thread."""
@@ -366,26 +357,6 @@ class Network:
                 }
             )
         return rows
-
-
-def softmax_cce(z: Array, t: Array, out: Array) -> tuple[float, Array]:
-    """Softmax outputs a (2.1) into ``out``, the mean CCE loss (2.18) and s^L (2.20) of each
-    sample, in one pass over the output layer's z.
-
-    The operations and their order are those of ``Softmax.forward``, the log-softmax loss of
-    ``CategoricalCrossEntropy`` and its fused rule, so every value is bit-identical to theirs;
-    only the shifted logits and their exponentials are computed once instead of twice.
-    """
-    shifted = z - z.max(axis=1, keepdims=True)  # every exponential is at most 1
-    a = np.exp(shifted, out=out)
-    total = a.sum(axis=1, keepdims=True)
-    a /= total  # (2.1)
-    shifted -= np.log(total)  # log a, by log-sum-exp
-    t_log_a = np.einsum("bk,bk->b", t, shifted)  # sum_k t_k log a_k = -c per sample (2.18)
-    loss = -float(t_log_a.sum() / len(t_log_a))  # the batch mean, as np.mean computes it
-    s = a * t.sum(axis=1, keepdims=True)
-    s -= t  # (2.20); for one-hot targets, s = a - t (2.21)
-    return loss, s
 
 
 def _draw_dropout_mask(rng: np.random.Generator, rate: float, mask: Array, uniform: Array) -> None:

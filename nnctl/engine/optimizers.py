@@ -3,7 +3,9 @@
 ``sgd`` is the seed's gradient descent (1.32), ``W <- W - eta * dc/dW``, applied to the biases too.
 The others are the usual extensions. State is explicit (optax-style): ``init(params)`` returns a
 flat dict of arrays, ``update(params, grads, state, lr, decay_mask)`` changes params and state in
-place. Nothing else is hidden, so a checkpoint stores the dict as it is and resume is bit-exact.
+place. Nothing else carries over between steps, so a checkpoint stores the dict as it is and resume
+is bit-exact. The caller may pass a ``Scratch``, arrays it owns that an update writes its
+temporaries into instead of allocating them; they hold nothing from one step to the next.
 
 ``params`` and ``grads`` are parallel lists of arrays; ``decay_mask[i]`` says whether params[i]
 is a weight matrix (decoupled weight decay never touches biases). ``lr`` is used as a Python
@@ -12,7 +14,6 @@ float, so a float32 parameter is updated in float32 even when the rate arrives a
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Sequence
 from typing import ClassVar, Literal
 
@@ -43,45 +44,50 @@ class Optimizer(BaseModel):
         state: State,
         lr: float,
         decay_mask: Sequence[bool] | None = None,
+        scratch: Scratch | None = None,
     ) -> None:
         state["step"] += 1
         lr = float(lr)  # an np.float64 rate would turn float32 arithmetic into float64
         for i, (p, g) in enumerate(zip(params, grads, strict=True)):
-            self.update_one(i, p, g, state, lr, decay_mask is None or decay_mask[i])
+            self.update_one(i, p, g, state, lr, decay_mask is None or decay_mask[i], scratch)
 
-    def update_one(self, i: int, p: Array, g: Array, state: State, lr: float, decays: bool) -> None:
+    def update_one(
+        self, i: int, p: Array, g: Array, state: State, lr: float, decays: bool, scratch: Scratch | None
+    ) -> None:
         raise NotImplementedError
+
+
+class Scratch:
+    """Reusable arrays for the temporaries of updates, one per parameter index, owned by whoever
+    owns the optimizer state (a ``Trainer``). Never saved; nothing in them outlives a step."""
+
+    def __init__(self) -> None:
+        self.arrays: dict[int, Array] = {}
+
+    def like(self, i: int, g: Array) -> Array | None:
+        """An array shaped and typed like gradient ``g`` of parameter ``i``; None (numpy then
+        allocates) when ``g`` is not a floating array."""
+        if g.dtype.kind != "f":
+            return None
+        array = self.arrays.get(i)
+        if array is None or array.dtype != g.dtype or array.shape != g.shape:
+            array = self.arrays[i] = np.empty_like(g)
+        return array
 
 
 class SGD(Optimizer):
     """Plain gradient descent, exactly (1.32): p <- p - lr * g.
 
-    ``lr * g`` goes into a scratch array kept for the parameter (see ``scratch_for``) instead of
-    a new temporary each step; the arithmetic, and so every bit of the result, is the same.
+    With a ``Scratch``, ``lr * g`` goes into its array for the parameter instead of a new
+    temporary each step; the arithmetic, and so every bit of the result, is the same.
     """
 
     name: Literal["sgd"] = "sgd"
 
-    def update_one(self, i: int, p: Array, g: Array, state: State, lr: float, decays: bool) -> None:
-        p -= np.multiply(g, lr, out=scratch_for(p, g))
-
-
-#: id(parameter) -> an array like its gradient, for the ``lr * g`` of an update. An entry is
-#: dropped when its parameter is garbage collected; the arrays never carry anything between steps.
-_SCRATCH: dict[int, Array] = {}
-
-
-def scratch_for(p: Array, g: Array) -> Array | None:
-    """A reusable array shaped and typed like ``g`` for an update of ``p``; None (numpy then
-    allocates) when ``g`` is not a floating array of ``p``'s shape."""
-    if g.shape != p.shape or g.dtype.kind != "f":
-        return None
-    scratch = _SCRATCH.get(id(p))
-    if scratch is None or scratch.dtype != g.dtype or scratch.shape != g.shape:
-        if id(p) not in _SCRATCH:
-            weakref.finalize(p, _SCRATCH.pop, id(p), None)
-        scratch = _SCRATCH[id(p)] = np.empty_like(g)
-    return scratch
+    def update_one(
+        self, i: int, p: Array, g: Array, state: State, lr: float, decays: bool, scratch: Scratch | None
+    ) -> None:
+        p -= np.multiply(g, lr, out=scratch.like(i, g) if scratch is not None else None)
 
 
 class Momentum(Optimizer):
@@ -92,7 +98,9 @@ class Momentum(Optimizer):
     nesterov: bool = False
     slots: ClassVar[tuple[str, ...]] = ("velocity",)
 
-    def update_one(self, i: int, p: Array, g: Array, state: State, lr: float, decays: bool) -> None:
+    def update_one(
+        self, i: int, p: Array, g: Array, state: State, lr: float, decays: bool, scratch: Scratch | None
+    ) -> None:
         v = state[f"velocity_{i}"]
         v *= self.momentum
         v += g
@@ -111,7 +119,9 @@ class Adam(Optimizer):
     weight_decay: NonNegativeFloat = 0.0
     slots: ClassVar[tuple[str, ...]] = ("m", "v")
 
-    def update_one(self, i: int, p: Array, g: Array, state: State, lr: float, decays: bool) -> None:
+    def update_one(
+        self, i: int, p: Array, g: Array, state: State, lr: float, decays: bool, scratch: Scratch | None
+    ) -> None:
         t = int(state["step"])
         m, v = state[f"m_{i}"], state[f"v_{i}"]
         m *= self.beta1
@@ -140,7 +150,9 @@ class RMSprop(Optimizer):
     eps: PositiveFloat = 1e-8
     slots: ClassVar[tuple[str, ...]] = ("square_avg",)
 
-    def update_one(self, i: int, p: Array, g: Array, state: State, lr: float, decays: bool) -> None:
+    def update_one(
+        self, i: int, p: Array, g: Array, state: State, lr: float, decays: bool, scratch: Scratch | None
+    ) -> None:
         v = state[f"square_avg_{i}"]
         v *= self.rho
         v += (1.0 - self.rho) * (g * g)

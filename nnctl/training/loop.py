@@ -19,7 +19,8 @@ import numpy as np
 from nnctl.data.arrays import release_pages
 from nnctl.engine.metrics import headline_metric
 from nnctl.engine.network import Network
-from nnctl.engine.optimizers import Optimizer
+from nnctl.engine.optimizers import Optimizer, Scratch
+from nnctl.engine.transforms import gradient_transforms
 from nnctl.errors import TrainingFailed
 from nnctl.training.diagnostics import LayerDiagnostics
 from nnctl.training.evaluate import evaluate
@@ -71,6 +72,10 @@ class Trainer:
         self.optimizer: Optimizer = self.config.training.optimizer
         self.params = net.parameters()
         self.optimizer_state = optimizer_state or self.optimizer.init(self.params)
+        self.scratch = Scratch()  # this trainer's temporaries for the optimizer's updates
+        training = self.config.training
+        self.transforms = gradient_transforms(training.weight_decay, training.clip_norm)
+        self.transform_state = self.transforms.init(self.params)  # stateless transforms: nothing to save
         self.loop = loop or LoopState(schedule=self.config.training.schedule.initial_state())
         streams = random_streams(self.config.seed)
         self.shuffle_rng, self.dropout_rng = streams["shuffle"], streams["dropout"]
@@ -194,14 +199,8 @@ class Trainer:
             loss, grads = self.net.gradients(xb, tb, dropout_rng)
         if not math.isfinite(loss):
             self._diverged(batch, loss)
-        training = self.config.training
-        if training.weight_decay:
-            for grad, param, decays in zip(grads, self.params, decay_mask, strict=True):
-                if decays:
-                    grad += training.weight_decay * param  # L2: d/dW of (wd/2) ||W||^2
-        if training.clip_norm is not None:
-            clip_global_norm(grads, training.clip_norm)
-        self.optimizer.update(self.params, grads, self.optimizer_state, lr, decay_mask)
+        self.transforms.update(grads, self.transform_state, self.params, decay_mask)
+        self.optimizer.update(self.params, grads, self.optimizer_state, lr, decay_mask, self.scratch)
         if self.diagnostics is not None:
             self.diagnostics.observe_update(self.net, grads, before)
         return loss
@@ -273,16 +272,6 @@ class Trainer:
     def _emit(self, event: str, *args: Any) -> None:
         for callback in self.callbacks:
             getattr(callback, event)(self, *args)
-
-
-def clip_global_norm(grads: list[Array], max_norm: float) -> float:
-    """Scale all gradients together so their joint L2 norm is at most ``max_norm``."""
-    norm = math.sqrt(sum(float(np.vdot(g, g)) for g in grads))
-    if norm > max_norm:
-        scale = max_norm / norm
-        for g in grads:
-            g *= scale
-    return norm
 
 
 def first_nonfinite_layer(net: Network, x: Array) -> int | None:
