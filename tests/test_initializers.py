@@ -1,4 +1,4 @@
-"""Initializers of section 1.6 (with README fixes 1 and 2) and how Network.build uses them."""
+"""Initializers of section 1.6 (with corrections 1 and 2 of docs/math.md) and how Network.build uses them."""
 
 from __future__ import annotations
 

@@ -211,7 +211,7 @@ class Softmax(Activation):
         return out
 
     def jacobian(self, z: Array, a: Array | None = None) -> Array:
-        """(2.5) per sample: J_ik = a_i (delta_ik - a_k), symmetric (the README's fix 3)."""
+        """(2.5) per sample: J_ik = a_i (delta_ik - a_k), symmetric (docs/math.md, correction 3)."""
         a = self.forward(z) if a is None else a
         return a[:, :, None] * np.eye(a.shape[1], dtype=a.dtype) - a[:, :, None] * a[:, None, :]
 

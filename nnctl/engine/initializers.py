@@ -2,7 +2,7 @@
 
 Fan-in and fan-out are the weight matrix's own shape (J = units of layer l-1, I = units of
 layer l), as Glorot & Bengio (2010) define them; the seed's I^{l+1} does not exist for the
-output layer (README fix 2). Biases always start at zero. Every draw comes from the
+output layer (docs/math.md, correction 2). Biases always start at zero. Every draw comes from the
 ``numpy.random.Generator`` passed in, never the global RNG.
 """
 
@@ -55,7 +55,8 @@ class Initializer(BaseModel):
 
 
 class He(Initializer):
-    """U(-sqrt(6/fan_in), sqrt(6/fan_in)): (1.33) corrected (README fix 1: the text prints 6/sqrt)."""
+    """U(-sqrt(6/fan_in), sqrt(6/fan_in)): (1.33) corrected (the text prints 6/sqrt; docs/math.md,
+    correction 1)."""
 
     name: Literal["he"] = "he"
     equation: ClassVar[str] = "(1.33)"
