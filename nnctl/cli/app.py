@@ -3,6 +3,16 @@
 Heavy imports (numpy, pydantic, the engine) happen inside the commands, so ``--help`` and
 ``--version`` start fast. Bad input of any kind ends in one message and exit status 2, a failed
 run in exit 1, an interrupt in 130 (SIGINT) or 143 (SIGTERM); never a traceback.
+
+Two mechanisms serve every command; a new command uses both by doing nothing special:
+
+* Errors: a command lets ``NnctlError`` (from ``nnctl.errors``) propagate. The app's group class,
+  ``_Commands``, catches it around every command in one place and renders it (``_fail``): one
+  message, exit status ``exc.exit_code``. Add a command with ``@app.command()`` as usual.
+* Signals: a command that must react to SIGINT/SIGTERM wraps its work in ``with _Signals(handler)``,
+  where ``handler(name)`` is called with "SIGINT" or "SIGTERM" (it may raise KeyboardInterrupt to
+  stop at once); the previous handlers come back on exit and ``received`` lists what arrived.
+  Exit status: 143 after SIGTERM, 130 after SIGINT (``_Signals.exit_code``).
 """
 
 from __future__ import annotations
@@ -10,15 +20,32 @@ from __future__ import annotations
 import json
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from nnctl import __version__
 
+
+class _Commands(TyperGroup):
+    """Runs every command with the one ``NnctlError`` handler: a domain error becomes its message
+    and exit status (2 for bad input, 1 for a failed run), never a traceback."""
+
+    def invoke(self, ctx: Any) -> Any:
+        from nnctl.errors import NnctlError
+
+        try:
+            return super().invoke(ctx)
+        except NnctlError as exc:
+            raise _fail(exc) from None
+
+
 app = typer.Typer(
     name="nnctl",
+    cls=_Commands,
     help="Train dense neural networks from a YAML config: train, eval, predict, check, gradcheck.",
     no_args_is_help=True,
     add_completion=False,
@@ -100,7 +127,7 @@ def train(
     """Train a network; writes last.npz, best.npz, history.csv and config.yaml to the run folder."""
     from rich.markup import escape
 
-    from nnctl.errors import NnctlError
+    from nnctl.cli.render import print_start, print_summary, progress_callbacks
     from nnctl.training.loop import Interrupted
     from nnctl.workflows import blas_threads, finish_training, plan_training, prepare_for_plan, run_training
 
@@ -118,8 +145,8 @@ def train(
         )
         prepared = prepare_for_plan(plan)
         if not quiet:
-            _print_start(console, plan, prepared)
-        trainer, writer = run_training(plan, prepared, _progress_callbacks(console, quiet))
+            print_start(console, plan, prepared)
+        trainer, writer = run_training(plan, prepared, progress_callbacks(console, quiet))
         if trainer.loop.stopped_early:
             console.print(
                 f"nothing to do: this run stopped early at epoch {trainer.loop.epoch} "
@@ -133,7 +160,7 @@ def train(
                 f"{plan.config.training.epochs} epochs; extend with --set training.epochs=N"
             )
             return
-        with blas_threads(plan.config.training.deterministic), _stop_on_signals(trainer):
+        with blas_threads(plan.config.training.deterministic), _Signals(_finish_step_then_stop(trainer)):
             trainer.fit()
         result = finish_training(trainer, writer)
     except Interrupted as stop:
@@ -144,8 +171,6 @@ def train(
             f"continue with: nnctl train --resume {escape(str(last))}"
         )
         raise typer.Exit(code) from None
-    except NnctlError as exc:
-        raise _fail(exc) from None
     except KeyboardInterrupt:
         started = trainer is not None and trainer.stop_signal is not None
         message = (
@@ -156,76 +181,49 @@ def train(
         _console(stderr=True).print(message)
         raise typer.Exit(130) from None
     if not quiet:
-        _print_summary(console, result)
+        print_summary(console, result)
 
 
-def _progress_callbacks(console: Any, quiet: bool) -> list[Any]:
-    from nnctl.cli.progress import PlainProgress, RichProgress
+class _Signals:
+    """The one signal mechanism: while active, SIGINT and SIGTERM call ``handler(name)``."""
 
-    if quiet:
-        return []
-    return [RichProgress(console) if console.is_terminal else PlainProgress(console)]
-
-
-class _stop_on_signals:
-    """First SIGINT/SIGTERM: finish the step, save, exit 130/143. Second SIGINT: abort at once."""
-
-    def __init__(self, trainer: Any) -> None:
-        self.trainer = trainer
+    def __init__(self, handler: Callable[[str], None]) -> None:
+        self.handler = handler
+        self.received: list[str] = []
         self.previous: dict[int, Any] = {}
 
-    def __enter__(self) -> None:
+    def __enter__(self) -> _Signals:
         for sig in (signal.SIGINT, signal.SIGTERM):
             self.previous[sig] = signal.signal(sig, self._handle)
+        return self
 
     def _handle(self, signum: int, frame: Any) -> None:
         name = signal.Signals(signum).name
-        if self.trainer.stop_signal is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.trainer.request_stop(name)
+        self.received.append(name)
+        self.handler(name)
 
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
 
-
-def _print_start(console: Any, plan: Any, prepared: Any) -> None:
-    from rich.markup import escape
-
-    from nnctl.data.targets import describe_targets
-
-    config = plan.config
-    what = "resuming" if plan.resume is not None else "training"
-    sizes = f"train {prepared.train.size}"
-    if prepared.validation is not None:
-        sizes += f", validation {prepared.validation.size}"
-    if prepared.test is not None:
-        sizes += f", test {prepared.test.size}"
-    console.print(f"[bold]{what} {escape(config.name or '')}[/] -> {escape(str(plan.folder.path))}")
-    task = escape(describe_targets(prepared.encoder))
-    console.print(f"task: {task}; rows: {sizes}; features: {prepared.train.n_features}")
-    for warning in plan.warnings:
-        console.print(f"[yellow]warning:[/] {escape(warning)}")
+    @property
+    def exit_code(self) -> int:
+        return 143 if "SIGTERM" in self.received else 130
 
 
-def _print_summary(console: Any, result: Any) -> None:
-    from rich.table import Table
+def _finish_step_then_stop(trainer: Any) -> Callable[[str], None]:
+    """First SIGINT/SIGTERM: finish the step, save, exit 130/143. Second SIGINT: abort at once."""
 
-    from nnctl.cli.progress import sparkline
+    def handler(name: str) -> None:
+        if trainer.stop_signal is not None and name == "SIGINT":
+            raise KeyboardInterrupt
+        trainer.request_stop(name)
 
-    table = Table(title="training summary", show_header=False)
-    table.add_row("epochs", str(len(result.history)) + (" (stopped early)" if result.stopped_early else ""))
-    if result.best_value is not None:
-        table.add_row("best epoch", f"{result.best_epoch} ({result.monitor} {result.best_value:.4g})")
-    losses = [float(row["train_loss"]) for row in result.history]
-    if losses:
-        table.add_row("train loss", f"{losses[-1]:.4g}  {sparkline(losses)}")
-    if result.test_metrics:
-        for key in ("loss", "accuracy", "macro_f1", "mse", "mae", "r2"):
-            if key in result.test_metrics:
-                table.add_row(f"test {key}", f"{result.test_metrics[key]:.4f}")
-    table.add_row("written", "\n".join(str(p) for p in result.written))
-    console.print(table)
+    return handler
+
+
+def _stop_now(name: str) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops as cleanly as Ctrl-C
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,52 +240,18 @@ def eval_(
     plot: Annotated[Path | None, typer.Option(help="Write a confusion-matrix figure (PNG/SVG).")] = None,
 ) -> None:
     """Metrics of a checkpoint on FILE's rows or on its own test split."""
-    from nnctl.errors import NnctlError
+    from nnctl.cli.render import print_metrics
     from nnctl.workflows import evaluate_checkpoint
 
-    try:
-        result = evaluate_checkpoint(checkpoint, data)
-        if plot is not None:
-            from nnctl.cli.plots import plot_confusion_matrix
+    result = evaluate_checkpoint(checkpoint, data)
+    if plot is not None:
+        from nnctl.cli.plots import plot_confusion_matrix
 
-            plot_confusion_matrix(result, plot)
-    except NnctlError as exc:
-        raise _fail(exc) from None
+        plot_confusion_matrix(result, plot)
     if as_json:
         typer.echo(json.dumps(result))
         return
-    _print_metrics(_console(), result)
-
-
-def _print_metrics(console: Any, result: dict[str, Any]) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    console.print(
-        f"[bold]{escape(result['checkpoint'])}[/] on {escape(result['data'])} ({result['samples']} rows)"
-    )
-    table = Table(show_header=False)
-    for key in ("loss", "accuracy", "macro_precision", "macro_recall", "macro_f1", "mse", "mae", "r2"):
-        if key in result:
-            table.add_row(key, f"{result[key]:.4f}")
-    console.print(table)
-    classes = result.get("classes")
-    if "confusion_matrix" in result and classes:
-        matrix = Table(title="confusion matrix (rows: true, columns: predicted)")
-        matrix.add_column("")
-        for name in classes:
-            matrix.add_column(escape(name), justify="right")
-        for name, row in zip(classes, result["confusion_matrix"], strict=True):
-            matrix.add_row(escape(name), *map(str, row))
-        console.print(matrix)
-        scores = Table(title="per class")
-        for column in ("class", "precision", "recall", "f1"):
-            scores.add_column(column, justify="right")
-        for i, name in enumerate(classes):
-            scores.add_row(escape(name), *(f"{result[k][i]:.3f}" for k in ("precision", "recall", "f1")))
-        console.print(scores)
-    if "label_accuracy" in result:
-        console.print("per-label accuracy: " + ", ".join(f"{v:.3f}" for v in result["label_accuracy"]))
+    print_metrics(_console(), result)
 
 
 @app.command()
@@ -304,22 +268,18 @@ def predict(
     import csv
     import io
 
-    from nnctl.errors import NnctlError
     from nnctl.files import atomic_write_text
     from nnctl.workflows import predict_table
 
-    try:
-        header, rows = predict_table(checkpoint, input_file)
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(rows)
-        if output is None:
-            sys.stdout.write(buffer.getvalue())
-        else:
-            atomic_write_text(output, buffer.getvalue())
-    except NnctlError as exc:
-        raise _fail(exc) from None
+    header, rows = predict_table(checkpoint, input_file)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    if output is None:
+        sys.stdout.write(buffer.getvalue())
+    else:
+        atomic_write_text(output, buffer.getvalue())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -329,16 +289,14 @@ def predict(
 @app.command()
 def check(config: ConfigArg, set_: SetOption = None) -> None:
     """Validate a config against its data and show the network it compiles to (no training)."""
+    from rich.markup import escape
+
+    from nnctl.cli.render import layer_table
     from nnctl.data.targets import describe_targets
-    from nnctl.errors import NnctlError
     from nnctl.workflows import check_summary
 
     console = _console()
-    try:
-        resolved, prepared, net = check_summary(config, set_ or [])
-    except NnctlError as exc:
-        raise _fail(exc) from None
-    from rich.markup import escape
+    resolved, prepared, net = check_summary(config, set_ or [])
 
     console.print(f"[green]valid[/]: {escape(str(config))}  ({escape(resolved.name or '')})")
     console.print(f"task: {escape(describe_targets(prepared.encoder))}")
@@ -346,7 +304,7 @@ def check(config: ConfigArg, set_: SetOption = None) -> None:
     console.print(f"data: {escape(prepared.source)}: {features} features; train {rows} rows")
     for warning in resolved.warnings():
         console.print(f"[yellow]warning:[/] {escape(warning)}")
-    console.print(_layer_table(net, features))
+    console.print(layer_table(net, features))
     training = resolved.training
     console.print(
         escape(
@@ -354,25 +312,6 @@ def check(config: ConfigArg, set_: SetOption = None) -> None:
             f"learning rate {training.learning_rate:g}, {training.epochs} epochs, batch {training.batch_size}"
         )
     )
-
-
-def _layer_table(net: Any, input_units: int) -> Any:
-    from rich.table import Table
-
-    table = Table(title=f"network: {input_units} inputs, {net.parameter_count:,} parameters")
-    for column in ("layer", "units", "W shape", "activation", "init (bound)", "params", "backprop"):
-        table.add_column(column)
-    for row in net.describe_layers():
-        table.add_row(
-            str(row["layer"]),
-            str(row["units"]),
-            str(row["W"]),
-            str(row["activation"]) + (f" +dropout {row['dropout']:g}" if row["dropout"] else ""),
-            f"{row['initializer']} (±{row['bound']:.3g})",
-            f"{row['parameters']:,}",
-            str(row["backprop"]),
-        )
-    return table
 
 
 @app.command()
@@ -389,14 +328,10 @@ def gradcheck(
     from rich.table import Table
 
     from nnctl.engine.gradcheck import gradient_check
-    from nnctl.errors import NnctlError
     from nnctl.workflows import check_summary
 
     console = _console()
-    try:
-        _, prepared, net = check_summary(config, set_ or [])
-    except NnctlError as exc:
-        raise _fail(exc) from None
+    _, prepared, net = check_summary(config, set_ or [])
     x, t = next(prepared.train.chunks(samples))
     result = gradient_check(net, x, t, tolerance=tolerance, max_entries=max_entries)
     table = Table(title=f"gradient check on {x.shape[0]} rows, float64 (output: {result.rule})")
@@ -430,13 +365,9 @@ def explain(
 ) -> None:
     """The seed's equations for this config: forward, backward rule and initializer per layer."""
     from nnctl.cli.explain import explain_network
-    from nnctl.errors import NnctlError
     from nnctl.workflows import check_summary
 
-    try:
-        resolved, _prepared, net = check_summary(config, set_ or [])
-    except NnctlError as exc:
-        raise _fail(exc) from None
+    resolved, _prepared, net = check_summary(config, set_ or [])
     text = explain_network(resolved, net)
     if markdown:
         typer.echo(text)
@@ -459,16 +390,11 @@ def init(
     from nnctl.errors import NnctlError
     from nnctl.files import atomic_write_text
 
-    try:
-        if template not in TEMPLATES:
-            raise NnctlError(
-                f"--template: unknown template {template!r}; choose one of {', '.join(TEMPLATES)}"
-            )
-        if path.exists() and not force:
-            raise NnctlError(f"{path} already exists", hint="pass --force to overwrite it")
-        atomic_write_text(path, TEMPLATES[template])
-    except NnctlError as exc:
-        raise _fail(exc) from None
+    if template not in TEMPLATES:
+        raise NnctlError(f"--template: unknown template {template!r}; choose one of {', '.join(TEMPLATES)}")
+    if path.exists() and not force:
+        raise NnctlError(f"{path} already exists", hint="pass --force to overwrite it")
+    atomic_write_text(path, TEMPLATES[template])
     typer.echo(f"wrote {path}; check it with: nnctl check {path}")
 
 
@@ -481,12 +407,8 @@ def plot(
 ) -> None:
     """Figures of a run: loss and metric per epoch, and the learning rate (PNG and SVG)."""
     from nnctl.cli.plots import plot_run
-    from nnctl.errors import NnctlError
 
-    try:
-        written = plot_run(run_dir, out or run_dir)
-    except NnctlError as exc:
-        raise _fail(exc) from None
+    written = plot_run(run_dir, out or run_dir)
     for path in written:
         typer.echo(f"wrote {path}")
 
@@ -518,40 +440,30 @@ def sweep(
 ) -> None:
     """Train many variants of CONFIG (a grid or a random space), locally or on a Dask cluster."""
     from nnctl.cli.sweep import sweep_main
-    from nnctl.errors import NnctlError
 
-    terminated = []
-
-    def stop_on_sigterm(signum: int, frame: Any) -> None:
-        terminated.append(signum)
-        raise KeyboardInterrupt  # the same clean stop as Ctrl-C
-
-    previous = signal.signal(signal.SIGTERM, stop_on_sigterm)
+    signals = _Signals(_stop_now)
     try:
-        code = sweep_main(
-            config,
-            grid=grid or [],
-            random=random,
-            seed=seed,
-            monitor=monitor,
-            jobs=jobs,
-            scheduler=scheduler,
-            dask_local=dask_local,
-            out=out,
-            retries=retries,
-            overrides=set_ or [],
-            quiet=quiet,
-            console=_console(),
-        )
-    except NnctlError as exc:
-        raise _fail(exc) from None
+        with signals:
+            code = sweep_main(
+                config,
+                grid=grid or [],
+                random=random,
+                seed=seed,
+                monitor=monitor,
+                jobs=jobs,
+                scheduler=scheduler,
+                dask_local=dask_local,
+                out=out,
+                retries=retries,
+                overrides=set_ or [],
+                quiet=quiet,
+                console=_console(),
+            )
     except KeyboardInterrupt:
         _console(stderr=True).print(
             "[yellow]sweep interrupted[/]: finished trials are kept; run again to resume"
         )
-        raise typer.Exit(143 if terminated else 130) from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        raise typer.Exit(signals.exit_code) from None
     raise typer.Exit(code)
 
 
