@@ -31,13 +31,11 @@ from typing import IO, Any
 
 import numpy as np
 
+from nnctl.checkpoint_checks import FORMAT, FORMAT_VERSION, check_meta, check_targets, check_train_state
 from nnctl.config import MAX_PARAMETER_BYTES, Config, check_parameter_budget, validate_config
-from nnctl.engine.metrics import TASKS, tasks_for_cost
 from nnctl.errors import CheckpointError, ConfigError, TrainingFailed
 from nnctl.files import atomic_write_with
 
-FORMAT = "nnctl-checkpoint"
-FORMAT_VERSION = 1
 OPTIMIZER_PREFIX = "opt_"
 
 #: Largest text member (config, meta, train_state, name lists) read from a checkpoint.
@@ -257,7 +255,7 @@ class _Reader:
         path = self.path
         if not self.has("meta"):
             raise CheckpointError(f"{path}: no 'meta' entry; this .npz was not written by nnctl")
-        meta = _check_meta(path, self._json("meta"))
+        meta = check_meta(path, self._json("meta"))
         config = self._config()
         layers = len(config.model.layers)
         feature_names = self._strings("feature_names")
@@ -280,12 +278,12 @@ class _Reader:
         biases = [self._finite(f"b{i}") for i in range(1, layers + 1)]
         target_names = self._strings("target_names")
         classes = self._strings("classes") if self.has("classes") else None
-        _check_targets(path, config, meta["task"], target_names, classes)
+        check_targets(path, config, meta["task"], target_names, classes)
         norm_shift = self._float_vector("norm_shift", len(feature_names))
         norm_scale = self._float_vector("norm_scale", len(feature_names))
         if np.any(norm_scale <= 0):
             raise CheckpointError(f"{path}: norm_scale holds zero or negative values; the file is corrupt")
-        train_state = _check_train_state(path, self._json("train_state"), meta, config)
+        train_state = check_train_state(path, self._json("train_state"), meta, config)
         optimizer_state = self._optimizer_state(config, weights, biases)
         known = {"meta", "config", "train_state", "feature_names", "target_names", "classes"}
         known |= {"norm_shift", "norm_scale"} | {f"{p}{i}" for p in "Wb" for i in range(1, layers + 1)}
@@ -411,145 +409,3 @@ def _skip(handle: IO[bytes], count: int) -> None:
         if not chunk:
             raise EOFError("unexpected end of member")
         count -= len(chunk)
-
-
-# ---------------------------------------------------------------------------------------------
-# Validation of the JSON parts
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _check_meta(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(
-            f"{path}: format marker is {meta.get('format')!r}, not {FORMAT!r}; not an nnctl checkpoint"
-        )
-    version = meta.get("format_version")
-    if not _is_int(version) or version < 1:
-        raise CheckpointError(f"{path}: format_version {version!r} is not a version nnctl ever wrote")
-    if version > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path}: written by a newer nnctl (checkpoint format {version}); "
-            f"this nnctl reads format {FORMAT_VERSION}",
-            hint="upgrade nnctl (pip install -U nnctl)",
-        )
-    for key in ("epoch", "batch"):
-        if key in meta or key == "epoch":
-            value = meta.get(key)
-            if not _is_int(value) or value < 0:
-                raise CheckpointError(f"{path}: meta.{key} must be a non-negative integer, not {value!r}")
-    if meta.get("task") not in TASKS:
-        raise CheckpointError(
-            f"{path}: meta.task is {meta.get('task')!r}; expected one of: {', '.join(TASKS)}"
-        )
-    for key in ("nnctl_version", "data_source", "data_path", "saved_at"):
-        if key in meta and not isinstance(meta[key], str):
-            raise CheckpointError(f"{path}: meta.{key} must be a string, not {meta[key]!r}")
-    if "data_path" in meta and "\x00" in meta["data_path"]:
-        raise CheckpointError(f"{path}: meta.data_path is not a usable path")
-    if "metrics" in meta and not isinstance(meta["metrics"], dict):
-        raise CheckpointError(f"{path}: meta.metrics must be a mapping")
-    return meta
-
-
-def _check_targets(
-    path: Path, config: Config, task: str, target_names: list[str], classes: list[str] | None
-) -> None:
-    """The task, the target columns and the class list must fit the stored config's output layer."""
-    units = config.model.layers[-1].units
-    requested = config.data.task
-    if requested != "auto" and requested != task:
-        raise CheckpointError(f"{path}: meta.task is {task!r} but the stored config says {requested!r}")
-    cost = config.cost.name
-    inferable = tasks_for_cost(cost, config.model.layers[-1].activation.name, units)
-    if requested == "auto" and task not in inferable:
-        raise CheckpointError(f"{path}: meta.task {task!r} does not fit the stored cost {cost!r}")
-    if task == "classification":
-        if len(target_names) != 1:
-            raise CheckpointError(f"{path}: classification needs one target name, found {len(target_names)}")
-        if classes is None:
-            raise CheckpointError(f"{path}: missing array 'classes' (a classifier needs its class labels)")
-        if len(classes) < 2 or len(set(classes)) != len(classes):
-            raise CheckpointError(f"{path}: 'classes' must hold 2 or more distinct labels, not {classes!r}")
-        if units != len(classes) and not (units == 1 and len(classes) == 2):
-            raise CheckpointError(
-                f"{path}: {len(classes)} classes do not fit the output layer's {units} units"
-            )
-        return
-    if classes is not None:
-        raise CheckpointError(f"{path}: holds 'classes', but its task is {task}")
-    if len(target_names) != units:
-        raise CheckpointError(
-            f"{path}: {len(target_names)} target names do not fit the output layer's {units} units"
-        )
-
-
-#: LoopState fields and the checks on their JSON values (fields not listed: any JSON value).
-_LOOP_CHECKS = {
-    "epoch": ("a non-negative integer", lambda v: _is_int(v) and v >= 0),
-    "batch": ("a non-negative integer", lambda v: _is_int(v) and v >= 0),
-    "step": ("a non-negative integer", lambda v: _is_int(v) and v >= 0),
-    "best_epoch": ("a non-negative integer", lambda v: _is_int(v) and v >= 0),
-    "wait": ("a non-negative integer", lambda v: _is_int(v) and v >= 0),
-    "loss_sum": ("a finite number", _is_number),
-    "best_value": ("a finite number or null", lambda v: v is None or _is_number(v)),
-    "stopped_early": ("true or false", lambda v: isinstance(v, bool)),
-    "epoch_start_shuffle": ("a generator state or null", lambda v: v is None or _valid_generator(v)),
-    "schedule": ("a mapping", lambda v: isinstance(v, dict)),
-}
-
-
-def _valid_generator(state: Any) -> bool:
-    if not isinstance(state, dict):
-        return False
-    try:
-        np.random.default_rng(0).bit_generator.state = state
-    except (ValueError, TypeError, KeyError, OverflowError, IndexError):
-        return False
-    return True
-
-
-def _check_train_state(
-    path: Path, state: dict[str, Any], meta: dict[str, Any], config: Config
-) -> dict[str, Any]:
-    """What resume needs: the loop position, the generator states and the schedule state."""
-    from dataclasses import fields
-
-    from nnctl.training.state import LoopState
-
-    loop, generators = state.get("loop"), state.get("generators")
-    if not isinstance(loop, dict) or not isinstance(generators, dict):
-        raise CheckpointError(f"{path}: train_state needs 'loop' and 'generators' mappings")
-    names = {f.name for f in fields(LoopState)}
-    unknown = sorted(set(loop) - names)
-    if unknown:
-        raise CheckpointError(f"{path}: train_state.loop has unknown key '{unknown[0]}'")
-    for key, value in loop.items():
-        what, valid = _LOOP_CHECKS.get(key, ("", lambda v: True))
-        if not valid(value):
-            raise CheckpointError(f"{path}: train_state.loop.{key} must be {what}, not {value!r}")
-    for key in ("epoch", "batch"):
-        if key in loop and key in meta and loop[key] != meta[key]:
-            raise CheckpointError(
-                f"{path}: train_state.loop.{key} ({loop[key]}) differs from meta.{key} ({meta[key]})"
-            )
-    mid_epoch = loop.get("batch", 0) > 0
-    if mid_epoch and config.data.shuffle and loop.get("epoch_start_shuffle") is None:
-        raise CheckpointError(f"{path}: saved mid-epoch without the epoch's shuffle state")
-    schedule = loop.get("schedule", {})
-    expected = config.training.schedule.initial_state()
-    if set(schedule) != set(expected) or not all(v is None or _is_number(v) for v in schedule.values()):
-        raise CheckpointError(
-            f"{path}: train_state.loop.schedule {schedule!r} does not fit the stored schedule "
-            f"({config.training.schedule.name}: keys {sorted(expected)})"
-        )
-    for name in ("shuffle", "dropout"):
-        if not _valid_generator(generators.get(name)):
-            raise CheckpointError(f"{path}: train_state.generators.{name} is not a valid generator state")
-    return state

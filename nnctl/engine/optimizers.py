@@ -26,6 +26,28 @@ Array = np.ndarray
 State = dict[str, Array]
 
 
+class Scratch:
+    """Reusable arrays for the temporaries of updates, one per parameter index, owned by whoever
+    owns the optimizer state (a ``Trainer``). Never saved; nothing in them outlives a step."""
+
+    def __init__(self) -> None:
+        self.arrays: dict[int, Array] = {}
+
+    def like(self, i: int, g: Array) -> Array | None:
+        """An array shaped and typed like gradient ``g`` of parameter ``i``; None (numpy then
+        allocates) when ``g`` is not a floating array."""
+        if g.dtype.kind != "f":
+            return None
+        array = self.arrays.get(i)
+        if array is None or array.dtype != g.dtype or array.shape != g.shape:
+            array = self.arrays[i] = np.empty_like(g)
+        return array
+
+
+#: What ``update_one`` gets to write its temporaries into (None: numpy allocates them).
+Temp = Scratch | None
+
+
 class Optimizer(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     slots: ClassVar[tuple[str, ...]] = ()
@@ -51,28 +73,8 @@ class Optimizer(BaseModel):
         for i, (p, g) in enumerate(zip(params, grads, strict=True)):
             self.update_one(i, p, g, state, lr, decay_mask is None or decay_mask[i], scratch)
 
-    def update_one(
-        self, i: int, p: Array, g: Array, state: State, lr: float, decays: bool, scratch: Scratch | None
-    ) -> None:
+    def update_one(self, i: int, p: Array, g: Array, state: State, lr: float, decay: bool, tmp: Temp) -> None:
         raise NotImplementedError
-
-
-class Scratch:
-    """Reusable arrays for the temporaries of updates, one per parameter index, owned by whoever
-    owns the optimizer state (a ``Trainer``). Never saved; nothing in them outlives a step."""
-
-    def __init__(self) -> None:
-        self.arrays: dict[int, Array] = {}
-
-    def like(self, i: int, g: Array) -> Array | None:
-        """An array shaped and typed like gradient ``g`` of parameter ``i``; None (numpy then
-        allocates) when ``g`` is not a floating array."""
-        if g.dtype.kind != "f":
-            return None
-        array = self.arrays.get(i)
-        if array is None or array.dtype != g.dtype or array.shape != g.shape:
-            array = self.arrays[i] = np.empty_like(g)
-        return array
 
 
 class SGD(Optimizer):
@@ -84,10 +86,8 @@ class SGD(Optimizer):
 
     name: Literal["sgd"] = "sgd"
 
-    def update_one(
-        self, i: int, p: Array, g: Array, state: State, lr: float, decays: bool, scratch: Scratch | None
-    ) -> None:
-        p -= np.multiply(g, lr, out=scratch.like(i, g) if scratch is not None else None)
+    def update_one(self, i: int, p: Array, g: Array, state: State, lr: float, decay: bool, tmp: Temp) -> None:
+        p -= np.multiply(g, lr, out=tmp.like(i, g) if tmp is not None else None)
 
 
 class Momentum(Optimizer):
@@ -98,9 +98,7 @@ class Momentum(Optimizer):
     nesterov: bool = False
     slots: ClassVar[tuple[str, ...]] = ("velocity",)
 
-    def update_one(
-        self, i: int, p: Array, g: Array, state: State, lr: float, decays: bool, scratch: Scratch | None
-    ) -> None:
+    def update_one(self, i: int, p: Array, g: Array, state: State, lr: float, decay: bool, tmp: Temp) -> None:
         v = state[f"velocity_{i}"]
         v *= self.momentum
         v += g
@@ -119,9 +117,7 @@ class Adam(Optimizer):
     weight_decay: NonNegativeFloat = 0.0
     slots: ClassVar[tuple[str, ...]] = ("m", "v")
 
-    def update_one(
-        self, i: int, p: Array, g: Array, state: State, lr: float, decays: bool, scratch: Scratch | None
-    ) -> None:
+    def update_one(self, i: int, p: Array, g: Array, state: State, lr: float, decay: bool, tmp: Temp) -> None:
         t = int(state["step"])
         m, v = state[f"m_{i}"], state[f"v_{i}"]
         m *= self.beta1
@@ -130,7 +126,7 @@ class Adam(Optimizer):
         v += (1.0 - self.beta2) * (g * g)
         m_hat = m / (1.0 - self.beta1**t)
         v_hat = v / (1.0 - self.beta2**t)
-        if self.weight_decay and decays:
+        if self.weight_decay and decay:
             p -= (lr * self.weight_decay) * p
         p -= lr * m_hat / (np.sqrt(v_hat) + self.eps)
 
@@ -150,9 +146,7 @@ class RMSprop(Optimizer):
     eps: PositiveFloat = 1e-8
     slots: ClassVar[tuple[str, ...]] = ("square_avg",)
 
-    def update_one(
-        self, i: int, p: Array, g: Array, state: State, lr: float, decays: bool, scratch: Scratch | None
-    ) -> None:
+    def update_one(self, i: int, p: Array, g: Array, state: State, lr: float, decay: bool, tmp: Temp) -> None:
         v = state[f"square_avg_{i}"]
         v *= self.rho
         v += (1.0 - self.rho) * (g * g)

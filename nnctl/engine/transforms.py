@@ -20,45 +20,43 @@ import numpy as np
 
 Array = np.ndarray
 TransformState = dict[str, Any]
+Grads = list[Array]  # changed in place
+Params = Sequence[Array]
+Mask = Sequence[bool]  # True for a weight matrix, False for a bias
 
 
 class GradientTransform(Protocol):
-    def init(self, params: Sequence[Array]) -> TransformState: ...
+    def init(self, params: Params) -> TransformState: ...
 
-    def update(
-        self, grads: list[Array], state: TransformState, params: Sequence[Array], decay_mask: Sequence[bool]
-    ) -> None: ...
+    def update(self, grads: Grads, state: TransformState, params: Params, decay_mask: Mask) -> None: ...
+
+
+class Stateless:
+    """A transform that keeps no state: ``init`` gives an empty dict."""
+
+    def init(self, params: Params) -> TransformState:
+        return {}
 
 
 @dataclass(frozen=True)
-class L2Penalty:
+class L2Penalty(Stateless):
     """Adds the gradient of (wd/2) ||W||^2 to each weight matrix's gradient: g <- g + wd W."""
 
     weight_decay: float
 
-    def init(self, params: Sequence[Array]) -> TransformState:
-        return {}
-
-    def update(
-        self, grads: list[Array], state: TransformState, params: Sequence[Array], decay_mask: Sequence[bool]
-    ) -> None:
+    def update(self, grads: Grads, state: TransformState, params: Params, decay_mask: Mask) -> None:
         for grad, param, decays in zip(grads, params, decay_mask, strict=True):
             if decays:
                 grad += self.weight_decay * param
 
 
 @dataclass(frozen=True)
-class ClipGlobalNorm:
+class ClipGlobalNorm(Stateless):
     """Scales all gradients together so that their joint L2 norm is at most ``max_norm``."""
 
     max_norm: float
 
-    def init(self, params: Sequence[Array]) -> TransformState:
-        return {}
-
-    def update(
-        self, grads: list[Array], state: TransformState, params: Sequence[Array], decay_mask: Sequence[bool]
-    ) -> None:
+    def update(self, grads: Grads, state: TransformState, params: Params, decay_mask: Mask) -> None:
         clip_global_norm(grads, self.max_norm)
 
 
@@ -68,12 +66,10 @@ class Chain:
 
     transforms: tuple[GradientTransform, ...]
 
-    def init(self, params: Sequence[Array]) -> TransformState:
+    def init(self, params: Params) -> TransformState:
         return {str(i): t.init(params) for i, t in enumerate(self.transforms)}
 
-    def update(
-        self, grads: list[Array], state: TransformState, params: Sequence[Array], decay_mask: Sequence[bool]
-    ) -> None:
+    def update(self, grads: Grads, state: TransformState, params: Params, decay_mask: Mask) -> None:
         for i, transform in enumerate(self.transforms):
             transform.update(grads, state[str(i)], params, decay_mask)
 
