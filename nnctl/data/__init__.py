@@ -7,5 +7,5 @@ the 1-based line, column and column name. Nothing here prints.
 * ``targets.infer_task``      classification / multilabel / regression from the cost and output layer
 * ``targets.TargetEncoder``   raw targets -> float (n, output_units) training targets, and back
 * ``splits.split_indices``    seeded (optionally stratified) train/validation/test row indices
-* ``normalize.Normalizer``    per-feature shift/scale fitted on the training rows only
+* ``normalize.Normalizer``    per-feature shift/scale fitted on the training rows only (chunked)
 """
