@@ -555,6 +555,41 @@ def sweep(
     raise typer.Exit(code)
 
 
+# ---------------------------------------------------------------------------------------------
+# config / schema
+
+
+@app.command("config")
+def config_(
+    config: ConfigArg,
+    set_: SetOption = None,
+    diff: Annotated[
+        bool, typer.Option("--diff", help="Only the keys that differ from the defaults.")
+    ] = False,
+) -> None:
+    """Print the fully resolved config (base: files merged, --set applied, every default filled in)."""
+    import yaml
+
+    from nnctl.config import load_config
+    from nnctl.errors import NnctlError
+    from nnctl.schema import non_default_mapping, resolved_mapping
+
+    try:
+        resolved = load_config(config, set_ or [])
+    except NnctlError as exc:
+        raise _fail(exc) from None
+    mapping = non_default_mapping(resolved) if diff else resolved_mapping(resolved)
+    typer.echo(yaml.safe_dump(mapping, sort_keys=False), nl=False)
+
+
+@app.command()
+def schema() -> None:
+    """Print the config's JSON Schema (for editor completion: docs/nnctl.schema.json holds a copy)."""
+    from nnctl.schema import schema_json
+
+    typer.echo(schema_json(), nl=False)
+
+
 def main() -> None:
     """Console-script entry point: usage errors exit 2 (click's convention)."""
     app()
