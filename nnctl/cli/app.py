@@ -35,6 +35,15 @@ SetOption = Annotated[
     typer.Option("--set", "-s", help="Override a config key: KEY.PATH=VALUE (VALUE is YAML). Repeatable."),
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
+TlsCaOption = Annotated[
+    Path | None, typer.Option("--tls-ca-file", help="tls:// scheduler: the CA certificate (PEM).")
+]
+TlsCertOption = Annotated[
+    Path | None, typer.Option("--tls-cert", help="tls:// scheduler: this client's certificate.")
+]
+TlsKeyOption = Annotated[
+    Path | None, typer.Option("--tls-key", help="tls:// scheduler: this client's private key.")
+]
 
 
 def _console(stderr: bool = False) -> Any:
@@ -515,10 +524,17 @@ def sweep(
     retries: Annotated[int, typer.Option(help="Retries of a trial whose worker was lost.")] = 1,
     set_: SetOption = None,
     quiet: QuietOption = False,
+    folds: Annotated[
+        int | None, typer.Option("--folds", help="Cross-validate every trial in K folds; rank by the mean.")
+    ] = None,
+    tls_ca_file: TlsCaOption = None,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
 ) -> None:
     """Train many variants of CONFIG (a grid or a random space), locally or on a Dask cluster."""
     from nnctl.cli.sweep import sweep_main
     from nnctl.errors import NnctlError
+    from nnctl.sweep.executors import tls_security
 
     terminated = []
 
@@ -542,6 +558,8 @@ def sweep(
             overrides=set_ or [],
             quiet=quiet,
             console=_console(),
+            folds=folds,
+            security=tls_security(scheduler, tls_ca_file, tls_cert, tls_key),
         )
     except NnctlError as exc:
         raise _fail(exc) from None
@@ -552,6 +570,64 @@ def sweep(
         raise typer.Exit(143 if terminated else 130) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
+    raise typer.Exit(code)
+
+
+# ---------------------------------------------------------------------------------------------
+# cv
+
+
+@app.command()
+def cv(
+    config: ConfigArg,
+    folds: Annotated[
+        int, typer.Option("--folds", "-k", help="Number of folds (stratified for classes).")
+    ] = 5,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder [default: runs/<name>-cv].")] = None,
+    refit: Annotated[
+        bool, typer.Option("--refit", help="Also train on all non-test rows: the model to use (DIR/refit).")
+    ] = False,
+    jobs: Annotated[
+        int | None, typer.Option("--jobs", "-j", help="Local worker processes [default: cores].")
+    ] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Dask scheduler address, tls://HOST:PORT (or tcp://).")
+    ] = None,
+    dask_local: Annotated[
+        int | None, typer.Option("--dask-local", help="Start a local Dask cluster of N workers.")
+    ] = None,
+    tls_ca_file: TlsCaOption = None,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
+    retries: Annotated[int, typer.Option(help="Retries of a fold whose worker was lost.")] = 1,
+    set_: SetOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """K-fold cross-validation: every fold a run folder; per-fold metrics, mean and std in cv.csv/cv.json."""
+    from nnctl.cli.cv import cv_main
+    from nnctl.errors import NnctlError
+    from nnctl.sweep.executors import tls_security
+
+    try:
+        code, *_ = cv_main(
+            config,
+            folds=folds,
+            out=out,
+            refit=refit,
+            jobs=jobs,
+            scheduler=scheduler,
+            dask_local=dask_local,
+            security=tls_security(scheduler, tls_ca_file, tls_cert, tls_key),
+            retries=retries,
+            overrides=set_ or [],
+            quiet=quiet,
+            console=_console(),
+        )
+    except NnctlError as exc:
+        raise _fail(exc) from None
+    except KeyboardInterrupt:
+        _console(stderr=True).print("[yellow]cv interrupted[/]: finished folds are kept; run again to resume")
+        raise typer.Exit(130) from None
     raise typer.Exit(code)
 
 
