@@ -632,6 +632,42 @@ def cv(
 
 
 # ---------------------------------------------------------------------------------------------
+# compare
+
+
+@app.command()
+def compare(
+    run_dirs: Annotated[
+        list[Path], typer.Argument(metavar="RUN_DIR...", help="Run folders (train, sweep trial or cv fold).")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    plot: Annotated[
+        Path | None, typer.Option(help="Write the runs' learning curves, overlaid (PNG/SVG/PDF).")
+    ] = None,
+) -> None:
+    """Compare runs: best and final metrics, the config keys that differ, overlaid learning curves."""
+    from nnctl.compare import compare_runs, comparison_json
+    from nnctl.errors import NnctlError
+
+    try:
+        comparison = compare_runs(run_dirs)
+        if plot is not None:
+            from nnctl.cli.plots import plot_comparison
+
+            plot_comparison(comparison, plot)
+    except NnctlError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps(comparison_json(comparison)))
+        return
+    from nnctl.cli.report import print_comparison
+
+    print_comparison(_console(), comparison)
+    if plot is not None:
+        typer.echo(f"wrote {plot}")
+
+
+# ---------------------------------------------------------------------------------------------
 # config / schema
 
 

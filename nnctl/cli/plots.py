@@ -252,3 +252,52 @@ def plot_confusion_matrix(result: dict[str, Any], path: Path | str) -> Path:
                 color="white" if count > peak / 2 else "black",
             )
     return _save(figure, path, fmt)
+
+
+# ---------------------------------------------------------------------------------------------
+# nnctl compare RUN_DIR... --plot FILE
+
+
+def comparison_figure(comparison: Any) -> Any:
+    """Learning curves of several runs overlaid: loss (validation solid, training dashed, one colour
+    per run) and, when the runs record one, the validation metric. Lines are labelled
+    ``RUN train_loss`` / ``RUN val_loss`` / ``RUN val_accuracy``."""
+    Figure = _figure_class()
+    extra = [m for m in comparison.metrics if m.startswith("val_") and m != "val_loss"][:1]
+    panels = [["train_loss", "val_loss"], *([m] for m in extra)]
+    figure = Figure(figsize=(6.4 * len(panels), 4.4), dpi=DPI, layout="constrained")
+    colours = [f"C{i % 10}" for i in range(len(comparison.runs))]
+    for position, columns in enumerate(panels, start=1):
+        axes = figure.add_subplot(1, len(panels), position)
+        for run, colour in zip(comparison.runs, colours, strict=True):
+            for column in columns:
+                values = run.history.get(column)
+                if not values:
+                    continue
+                style = "--" if column == "train_loss" else "-"
+                axes.plot(
+                    run.epochs, values, style, color=colour, linewidth=1.5, label=f"{run.name} {column}"
+                )
+        axes.set_title("loss per epoch" if position == 1 else f"{columns[0]} per epoch")
+        axes.set_xlabel("epoch")
+        axes.set_ylabel("loss (mean cost)" if position == 1 else columns[0])
+        axes.grid(True, alpha=0.3)
+        axes.xaxis.get_major_locator().set_params(integer=True)
+        axes.legend(fontsize="small")
+    return figure
+
+
+def plot_comparison(comparison: Any, path: Path | str) -> Path:
+    path = Path(path)
+    fmt = _figure_format(path)
+    return _save(comparison_figure(comparison), path, fmt)
+
+
+def _figure_format(path: Path) -> str:
+    fmt = FIGURE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise NnctlError(
+            f"--plot {path}: unknown figure format {path.suffix or '(no suffix)'!r}",
+            hint=f"end the file name with one of {', '.join(FIGURE_FORMATS)}",
+        )
+    return fmt
