@@ -248,24 +248,34 @@ def eval_(
         Path | None, typer.Option(help="Rows to evaluate [default: the checkpoint's test split].")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    plot: Annotated[Path | None, typer.Option(help="Write a confusion-matrix figure (PNG/SVG).")] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the report's figures (PNG/SVG/PDF): FILE is the confusion matrix (or predicted vs "
+            "true); ROC, precision-recall, reliability or residual plots go beside it as FILE-NAME."
+        ),
+    ] = None,
 ) -> None:
-    """Metrics of a checkpoint on FILE's rows or on its own test split."""
+    """Metrics of a checkpoint on FILE's rows or on its own test split (ECE, ROC/PR AUC when binary)."""
     from nnctl.errors import NnctlError
-    from nnctl.workflows import evaluate_checkpoint
+    from nnctl.evaluation import evaluation_report
 
+    written: list[Path] = []
     try:
-        result = evaluate_checkpoint(checkpoint, data)
+        report = evaluation_report(checkpoint, data)
+        result = report.result
         if plot is not None:
-            from nnctl.cli.plots import plot_confusion_matrix
+            from nnctl.cli.plots import write_eval_plots
 
-            plot_confusion_matrix(result, plot)
+            written = write_eval_plots(report, plot)
     except NnctlError as exc:
         raise _fail(exc) from None
     if as_json:
         typer.echo(json.dumps(result))
         return
     _print_metrics(_console(), result)
+    for path in written:
+        typer.echo(f"wrote {path}")
 
 
 def _print_metrics(console: Any, result: dict[str, Any]) -> None:
@@ -279,7 +289,14 @@ def _print_metrics(console: Any, result: dict[str, Any]) -> None:
     for key in ("loss", "accuracy", "macro_precision", "macro_recall", "macro_f1", "mse", "mae", "r2"):
         if key in result:
             table.add_row(key, f"{result[key]:.4f}")
+    for key in ("ece", "roc_auc", "average_precision"):  # from the outputs (nnctl.evaluation)
+        if key in result:
+            table.add_row(key, f"{result[key]:.4f}")
     console.print(table)
+    if result.get("threshold_table"):
+        from nnctl.cli.report import threshold_table
+
+        console.print(threshold_table(result["threshold_table"], (result.get("classes") or ["", ""])[1]))
     classes = result.get("classes")
     if "confusion_matrix" in result and classes:
         matrix = Table(title="confusion matrix (rows: true, columns: predicted)")

@@ -43,3 +43,15 @@ def print_comparison(console: Any, comparison: Any) -> None:
     for key in comparison.differing:
         keys.add_row(escape(key), *(_cell(run.config.get(key)) for run in comparison.runs))
     console.print(keys)
+
+
+def threshold_table(rows: list[dict[str, Any]], positive: str) -> Table:
+    table = Table(title=f"thresholds (call {escape(str(positive))} when its probability >= t)")
+    for column in ("t", "precision", "recall", "f1", "called positive"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(
+            f"{row['threshold']:.1f}", f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}",
+            str(row["positive"]),
+        )  # fmt: skip
+    return table
