@@ -35,6 +35,13 @@ SetOption = Annotated[
     typer.Option("--set", "-s", help="Override a config key: KEY.PATH=VALUE (VALUE is YAML). Repeatable."),
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
+MlflowOption = Annotated[
+    str | None,
+    typer.Option("--mlflow", help="Track in MLflow: sqlite:///FILE.db or http://HOST:PORT (nnctl[mlflow])."),
+]
+MlflowExperimentOption = Annotated[
+    str | None, typer.Option("--mlflow-experiment", help="MLflow experiment [default: the config's name].")
+]
 TlsCaOption = Annotated[
     Path | None, typer.Option("--tls-ca-file", help="tls:// scheduler: the CA certificate (PEM).")
 ]
@@ -105,6 +112,8 @@ def train(
     ] = False,
     trace: Annotated[bool, typer.Option("--trace", help="Per-layer diagnostics in history.csv.")] = False,
     quiet: QuietOption = False,
+    mlflow: MlflowOption = None,
+    mlflow_experiment: MlflowExperimentOption = None,
 ) -> None:
     """Train a network; writes last.npz, best.npz, history.csv and config.yaml to the run folder."""
     from rich.markup import escape
@@ -128,7 +137,9 @@ def train(
         prepared = prepare_for_plan(plan)
         if not quiet:
             _print_start(console, plan, prepared)
-        trainer, writer = run_training(plan, prepared, _progress_callbacks(console, quiet))
+        tracker = _training_tracker(mlflow, mlflow_experiment, plan.config.name)
+        extra = [tracker] if tracker is not None else []
+        trainer, writer = run_training(plan, prepared, [*_progress_callbacks(console, quiet), *extra])
         if trainer.loop.stopped_early:
             console.print(
                 f"nothing to do: this run stopped early at epoch {trainer.loop.epoch} "
@@ -145,6 +156,8 @@ def train(
         with blas_threads(plan.config.training.deterministic), _stop_on_signals(trainer):
             trainer.fit()
         result = finish_training(trainer, writer)
+        if tracker is not None:
+            _finish_tracking(tracker, result, console)
     except Interrupted as stop:
         code = 143 if stop.signal_name == "SIGTERM" else 130
         last = plan.folder.last
@@ -166,6 +179,49 @@ def train(
         raise typer.Exit(130) from None
     if not quiet:
         _print_summary(console, result)
+
+
+def _training_tracker(uri: str | None, experiment: str | None, name: str | None) -> Any:
+    if uri is None:
+        return None
+    from nnctl.tracking import MlflowStore, TrainingTracker
+
+    return TrainingTracker(MlflowStore(uri, experiment or name or "nnctl"), name or "nnctl")
+
+
+def _finish_tracking(tracker: Any, result: Any, console: Any) -> None:
+    """The run's plots (when matplotlib is there) and files to MLflow; tracking problems as warnings."""
+    import tempfile
+
+    from rich.markup import escape
+
+    from nnctl.errors import NnctlError
+
+    with tempfile.TemporaryDirectory(prefix="nnctl-plots-") as folder:
+        plots: list[Path] = []
+        try:
+            from nnctl.cli.plots import plot_run
+
+            plots = [p for p in plot_run(result.folder.path, folder) if p.suffix == ".png"]
+        except NnctlError:
+            pass  # no matplotlib: the run is tracked without its figures
+        tracker.finish(result, plots)
+    for error in tracker.store.errors:
+        console.print(f"[yellow]warning:[/] {escape(error)}")
+
+
+def _runs_tracker(uri: str | None, experiment: str | None, kind: str) -> Any:
+    """A factory the sweep/cv code calls with its plan: the parent MLflow run of the trials."""
+    if uri is None:
+        return None
+    from nnctl.tracking import MlflowStore, RunsTracker
+
+    def start(plan: Any) -> Any:
+        name = plan.base.name or "nnctl"
+        store = MlflowStore(uri, experiment or name)
+        return RunsTracker(store, f"{kind} {name}", plan.base.model_dump(mode="json"), kind)
+
+    return start
 
 
 def _progress_callbacks(console: Any, quiet: bool) -> list[Any]:
@@ -547,6 +603,8 @@ def sweep(
     tls_ca_file: TlsCaOption = None,
     tls_cert: TlsCertOption = None,
     tls_key: TlsKeyOption = None,
+    mlflow: MlflowOption = None,
+    mlflow_experiment: MlflowExperimentOption = None,
 ) -> None:
     """Train many variants of CONFIG (a grid or a random space), locally or on a Dask cluster."""
     from nnctl.cli.sweep import sweep_main
@@ -577,6 +635,7 @@ def sweep(
             console=_console(),
             folds=folds,
             security=tls_security(scheduler, tls_ca_file, tls_cert, tls_key),
+            tracker=_runs_tracker(mlflow, mlflow_experiment, "sweep"),
         )
     except NnctlError as exc:
         raise _fail(exc) from None
@@ -619,6 +678,8 @@ def cv(
     retries: Annotated[int, typer.Option(help="Retries of a fold whose worker was lost.")] = 1,
     set_: SetOption = None,
     quiet: QuietOption = False,
+    mlflow: MlflowOption = None,
+    mlflow_experiment: MlflowExperimentOption = None,
 ) -> None:
     """K-fold cross-validation: every fold a run folder; per-fold metrics, mean and std in cv.csv/cv.json."""
     from nnctl.cli.cv import cv_main
@@ -639,6 +700,7 @@ def cv(
             overrides=set_ or [],
             quiet=quiet,
             console=_console(),
+            tracker=_runs_tracker(mlflow, mlflow_experiment, "cv"),
         )
     except NnctlError as exc:
         raise _fail(exc) from None

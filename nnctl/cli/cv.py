@@ -45,6 +45,7 @@ def cv_main(
     earlier = find_finished(out, plan)
     to_run = [t for t in plan.trials if t.status != "done"]
     display = Display(console, quiet, plan)
+    tracker = tracker(plan) if tracker is not None else None  # the parent MLflow run
     executor: Any = None
     try:
         if to_run:
@@ -90,10 +91,18 @@ def cv_main(
             executor.close()
     summary = summarize(cv.folds, folds)
     refit_info = refit_result(cv)
-    write_cv(out, summary, refit_info)
+    written = write_cv(out, summary, refit_info)
+    ok = summary.complete and (cv.refit is None or cv.refit.status == "done")
+    if tracker is not None:
+        metrics = [(f"cv_mean_{k}", v, 0) for k, v in summary.mean.items()]
+        metrics += [(f"cv_std_{k}", v, 0) for k, v in summary.std.items()]
+        test = (refit_info or {}).get("test") or {}
+        metrics += [(f"refit_test_{k}", float(v), 0) for k, v in test.items()]
+        tracker.close(metrics, written, ok=ok)
+        for error in tracker.store.errors:
+            display.print(f"[yellow]warning:[/] {_escape(error)}")
     if not quiet:
         print_cv(console, summary, refit_info, out)
-    ok = summary.complete and (cv.refit is None or cv.refit.status == "done")
     return (0 if ok else 1), cv, summary, out
 
 

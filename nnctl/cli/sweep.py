@@ -187,7 +187,8 @@ def sweep_main(
     """Run a sweep; 0 when at least one trial finished, 1 when none did. Bad input: ``NnctlError``.
 
     ``folds``: every trial is cross-validated in K folds and ranked by the folds' mean (nnctl.sweep.cv);
-    ``security``: TLS for a tls:// scheduler; ``tracker``: told of each finished trial (MLflow)."""
+    ``security``: TLS for a tls:// scheduler; ``tracker``: called with the plan, returns an observer told of
+    each finished trial and closed at the end (nnctl.tracking.RunsTracker)."""
     check_executor_options(jobs, scheduler, dask_local)
     if folds is not None:
         check_folds(folds)
@@ -208,6 +209,7 @@ def sweep_main(
         earlier = sum(t.status == "done" for t in run_plan.trials)
     to_run = [t for t in run_plan.trials if t.status != "done"]
     display = Display(console, quiet, run_plan)
+    tracker = tracker(plan) if tracker is not None else None  # the parent MLflow run
 
     executor: Any = None
     runner: Runner | None = None
@@ -263,6 +265,11 @@ def sweep_main(
     write_summary(out, plan)
     order = ranked(plan)
     best = write_best(out, plan, order[0]) if order else None
+    if tracker is not None:
+        value = [(f"best_{plan.monitor}", order[0].value, 0)] if order and order[0].value is not None else []
+        tracker.close(value, [out / "summary.csv", *([best] if best else [])], ok=bool(order))
+        for error in tracker.store.errors:
+            display.print(f"[yellow]warning:[/] {_escape(error)}")
     if not quiet:
         print_ranking(console, plan, out, best)
     return 0 if any(t.status == "done" for t in plan.trials) else 1
