@@ -73,9 +73,11 @@ def test_top_label_of_one_logistic_output() -> None:
 # Through the CLI
 
 
-@pytest.fixture(scope="module")
-def binary_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train(CONFIGS / "breast_cancer.yaml", tmp_path_factory.mktemp("bc") / "run", "training.epochs=5")
+@pytest.fixture(scope="module", params=["breast_cancer", "breast_cancer_softmax"])
+def binary_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One logistic output (bce) and a two-class softmax (cce): both are binary tasks."""
+    config = CONFIGS / f"{request.param}.yaml"
+    return train(config, tmp_path_factory.mktemp(request.param) / "run", "training.epochs=5")
 
 
 def predicted(checkpoint: Path, data: Path, tmp: Path) -> tuple[list[str], dict[str, np.ndarray]]:
@@ -117,8 +119,8 @@ def test_binary_plots_hold_the_curves_and_areas_eval_reports(binary_run: Path, t
     assert {k: v for k, v in report.result.items()} == result
     figures = report_figures(report)
     assert set(figures) == {"reliability", "roc", "pr"}
-    y = report.targets[:, 0] >= 0.5
-    score = report.outputs[:, 0]
+    y = report.targets.argmax(axis=1) == 1 if report.targets.shape[1] == 2 else report.targets[:, 0] >= 0.5
+    score = report.outputs[:, -1]  # the positive (second) class: the one unit, or softmax column 1
     roc = _line(figures["roc"], "ROC")
     FPR, TPR, _ = sklearn_metrics.roc_curve(y, score, drop_intermediate=False)
     assert np.allclose(roc.get_xdata(), FPR) and np.allclose(roc.get_ydata(), TPR)
