@@ -8,6 +8,7 @@ the bad value and what is allowed, with a did-you-mean for misspelt keys and nam
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -70,6 +71,21 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+class FoldsConfig(Strict):
+    """One fold of k-fold cross-validation (``nnctl cv`` writes it into each fold's config): the
+    non-test rows are dealt into ``k`` seeded folds (stratified for classification); fold ``index``
+    is the validation split and the other folds train. ``data.validation`` is then not used."""
+
+    k: int = Field(ge=2, le=1000, description="number of folds")
+    index: int = Field(ge=1, description="the held-out fold, 1..k")
+
+    @model_validator(mode="after")
+    def _index_within_k(self) -> FoldsConfig:
+        if self.index > self.k:
+            raise ValueError(f"data.folds.index: {self.index} is not a fold of {self.k} (use 1..{self.k})")
+        return self
+
+
 class DataConfig(Strict):
     path: str = Field(
         description="CSV (header row), .npz (arrays x, y) or builtin:NAME; relative to the config"
@@ -77,9 +93,10 @@ class DataConfig(Strict):
     target: str | list[str] | None = Field(None, description="target column(s); default: the last column")
     validation: float = Field(0.15, ge=0.0, lt=1.0, description="fraction held out for validation")
     test: float = Field(0.15, ge=0.0, lt=1.0, description="fraction held out for test")
-    normalize: Literal["none", "standard", "minmax"] = "standard"
+    folds: FoldsConfig | None = Field(None, description="k-fold cross-validation: the held-out fold")
+    normalize: Literal["none", "standard", "minmax"] = Field("standard", description="feature scaling")
     shuffle: bool = Field(True, description="reshuffle minibatches every epoch")
-    task: Literal[("auto", *TASKS)] = "auto"  # type: ignore[valid-type]
+    task: Literal[("auto", *TASKS)] = Field("auto", description="task")  # type: ignore[valid-type]
     mmap: bool = Field(False, description="memory-map x.npy of a folder dataset instead of loading it")
 
     @model_validator(mode="after")
@@ -93,45 +110,45 @@ class DataConfig(Strict):
 
 
 class LayerConfig(Strict):
-    units: PositiveInt
-    activation: ActivationSpec
+    units: PositiveInt = Field(description="neurons in the layer (the last layer is the output)")
+    activation: ActivationSpec = Field(description="relu, elu, logistic, tanh, softmax or identity")
     initializer: AnyInitializer | None = Field(None, description="overrides model.initializer")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="inverted dropout on this layer's output")
 
 
 class ModelConfig(Strict):
-    initializer: AnyInitializer = Field(default_factory=Auto)
-    layers: list[LayerConfig] = Field(min_length=1)
+    initializer: AnyInitializer = Field(default_factory=Auto, description="auto, he or xavier")
+    layers: list[LayerConfig] = Field(min_length=1, description="hidden layers and the output layer")
 
 
 class EarlyStoppingConfig(Strict):
-    monitor: str = "val_loss"
-    patience: PositiveInt = 10
-    min_delta: NonNegativeFloat = 0.0
-    mode: Literal["auto", "min", "max"] = "auto"
+    monitor: str = Field("val_loss", description="history column: val_loss, val_accuracy, val_r2 ...")
+    patience: PositiveInt = Field(10, description="epochs without improvement before stopping")
+    min_delta: NonNegativeFloat = Field(0.0, description="smallest change that counts as an improvement")
+    mode: Literal["auto", "min", "max"] = Field("auto", description="auto: max for accuracy/r2, else min")
 
 
 class TrainingConfig(Strict):
-    epochs: PositiveInt
-    batch_size: PositiveInt = 32
-    learning_rate: PositiveFloat
-    optimizer: AnyOptimizer = Field(default_factory=SGD)
-    schedule: ScheduleSpec = Field(default_factory=Constant)
+    epochs: PositiveInt = Field(description="passes over the training rows")
+    batch_size: PositiveInt = Field(32, description="rows per step; >= the training rows means full batch")
+    learning_rate: PositiveFloat = Field(description="eta in W <- W - eta dC/dW (1.32)")
+    optimizer: AnyOptimizer = Field(default_factory=SGD, description="sgd, momentum, adam, adamw, rmsprop")
+    schedule: ScheduleSpec = Field(default_factory=Constant, description="learning-rate schedule")
     weight_decay: NonNegativeFloat = Field(0.0, description="L2 penalty on weights (not biases)")
     clip_norm: PositiveFloat | None = Field(None, description="clip the global gradient norm")
-    early_stopping: EarlyStoppingConfig | None = None
+    early_stopping: EarlyStoppingConfig | None = Field(None, description="stop when the monitor stalls")
     deterministic: bool = Field(False, description="pin BLAS to one thread for bit-identical results")
     trace: bool = Field(False, description="per-layer diagnostics in history.csv")
 
 
 class Config(Strict):
     name: str | None = Field(None, description="run name; default: the config file's stem")
-    seed: int = 0
-    dtype: Literal["float32", "float64"] = "float32"
-    data: DataConfig
-    model: ModelConfig
-    cost: AnyCost
-    training: TrainingConfig
+    seed: int = Field(0, description="drives initialization, splits, shuffling and dropout")
+    dtype: Literal["float32", "float64"] = Field("float32", description="weights and data")
+    data: DataConfig = Field(description="the dataset and how its rows are split")
+    model: ModelConfig = Field(description="the layers")
+    cost: AnyCost = Field(description="quadratic (1.14), cce (2.18) or bce (2.23)")
+    training: TrainingConfig = Field(description="epochs, batch size, learning rate, optimizer")
 
     @model_validator(mode="after")
     def _output_fits_cost(self) -> Config:
@@ -240,6 +257,57 @@ def read_config_file(path: Path) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
+# base: configs that compose
+
+
+def read_composed_config(path: Path) -> dict[str, Any]:
+    """A config file with its ``base:`` chain merged in: each file deep-merges over the file its
+    ``base:`` names (relative to itself); mappings merge key by key, lists and scalars are replaced
+    whole. A cycle is refused with the chain named. ``data.path`` stays relative to the file that
+    wrote it (a base's path is rewritten relative to the config that names the base)."""
+    return _compose(path, [])
+
+
+def _compose(path: Path, chain: list[Path]) -> dict[str, Any]:
+    resolved = path.resolve()
+    if resolved in chain:
+        loop = " -> ".join(str(p) for p in [*chain[chain.index(resolved) :], resolved])
+        raise ConfigError(f"{chain[0]}: its base: configs form a cycle: {loop}", hint="remove one base: link")
+    raw = read_config_file(path)
+    if "base" not in raw:
+        return raw
+    base = raw.pop("base")
+    if not isinstance(base, str) or not base.strip():
+        raise ConfigError(f"{path}: base = {base!r}: expected the path of another config file")
+    base_path = Path(base).expanduser()
+    base_path = base_path if base_path.is_absolute() else path.parent / base_path
+    if not base_path.exists():
+        raise ConfigError(f"{path}: base: {base}: no such config file ({base_path})")
+    parent = _compose(base_path, [*chain, resolved])
+    _rebase_data_path(parent, base_path.parent, path.parent)
+    return deep_merge(parent, raw)
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` over ``base``: nested mappings merge, anything else (lists too) replaces."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _rebase_data_path(raw: dict[str, Any], from_dir: Path, to_dir: Path) -> None:
+    data = raw.get("data")
+    path = data.get("path") if isinstance(data, dict) else None
+    if not isinstance(path, str) or path.startswith("builtin:") or Path(path).expanduser().is_absolute():
+        return
+    data["path"] = Path(os.path.relpath(from_dir / path, to_dir)).as_posix()
+
+
+# ---------------------------------------------------------------------------------------------
 # --set KEY.PATH=VALUE
 
 _PATH_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
@@ -317,7 +385,7 @@ def _descend(node: Any, part: str | int, path: list[str | int], next_part: str |
 def load_config(path: Path | str, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Read, override and validate a config file; ``name`` defaults to the file's stem."""
     path = Path(path)
-    raw = read_config_file(path)
+    raw = read_composed_config(path)
     for assignment in overrides:
         apply_override(raw, assignment)
     raw.setdefault("name", path.stem)

@@ -256,12 +256,14 @@ def test_eval_plot_pdf_and_binary_classes(mpl: None, tmp_path: Path) -> None:
     assert len(data) > 5_000
 
 
-def test_eval_plot_refuses_regression(mpl: None, tmp_path: Path) -> None:
+def test_eval_plot_of_regression_draws_predictions_not_a_confusion_matrix(mpl: None, tmp_path: Path) -> None:
+    # issue 14: regression gets predicted-vs-true (FILE) and residuals (FILE-residuals); their data are
+    # checked in test_eval_report.py
     run = train(CONFIGS / "diabetes.yaml", tmp_path / "diabetes", "training.epochs=2")
     code, output = cli("eval", run / "best.npz", "--plot", tmp_path / "cm.png")
-    assert code == 2
-    assert "only classification" in output and "regression" in output
-    assert not (tmp_path / "cm.png").exists()
+    assert code == 0, output
+    assert (tmp_path / "cm.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "cm-residuals.png").exists()
 
 
 def test_eval_plot_refuses_unknown_format(iris_run: Path, tmp_path: Path) -> None:

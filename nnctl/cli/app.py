@@ -62,6 +62,22 @@ SetOption = Annotated[
     typer.Option("--set", "-s", help="Override a config key: KEY.PATH=VALUE (VALUE is YAML). Repeatable."),
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
+MlflowOption = Annotated[
+    str | None,
+    typer.Option("--mlflow", help="Track in MLflow: sqlite:///FILE.db or http://HOST:PORT (nnctl[mlflow])."),
+]
+MlflowExperimentOption = Annotated[
+    str | None, typer.Option("--mlflow-experiment", help="MLflow experiment [default: the config's name].")
+]
+TlsCaOption = Annotated[
+    Path | None, typer.Option("--tls-ca-file", help="tls:// scheduler: the CA certificate (PEM).")
+]
+TlsCertOption = Annotated[
+    Path | None, typer.Option("--tls-cert", help="tls:// scheduler: this client's certificate.")
+]
+TlsKeyOption = Annotated[
+    Path | None, typer.Option("--tls-key", help="tls:// scheduler: this client's private key.")
+]
 
 
 def _console(stderr: bool = False) -> Any:
@@ -123,11 +139,14 @@ def train(
     ] = False,
     trace: Annotated[bool, typer.Option("--trace", help="Per-layer diagnostics in history.csv.")] = False,
     quiet: QuietOption = False,
+    mlflow: MlflowOption = None,
+    mlflow_experiment: MlflowExperimentOption = None,
 ) -> None:
     """Train a network; writes last.npz, best.npz, history.csv and config.yaml to the run folder."""
     from rich.markup import escape
 
     from nnctl.cli.render import print_start, print_summary, progress_callbacks
+    from nnctl.cli.tracking import finish_tracking, training_tracker
     from nnctl.training.loop import Interrupted
     from nnctl.workflows import blas_threads, finish_training, plan_training, prepare_for_plan, run_training
 
@@ -146,7 +165,9 @@ def train(
         prepared = prepare_for_plan(plan)
         if not quiet:
             print_start(console, plan, prepared)
-        trainer, writer = run_training(plan, prepared, progress_callbacks(console, quiet))
+        tracker = training_tracker(mlflow, mlflow_experiment, plan.config.name)
+        extra = [tracker] if tracker is not None else []
+        trainer, writer = run_training(plan, prepared, [*progress_callbacks(console, quiet), *extra])
         if trainer.loop.stopped_early:
             console.print(
                 f"nothing to do: this run stopped early at epoch {trainer.loop.epoch} "
@@ -163,6 +184,8 @@ def train(
         with blas_threads(plan.config.training.deterministic), _Signals(_finish_step_then_stop(trainer)):
             trainer.fit()
         result = finish_training(trainer, writer)
+        if tracker is not None:
+            finish_tracking(tracker, result, console)
     except Interrupted as stop:
         code = 143 if stop.signal_name == "SIGTERM" else 130
         last = plan.folder.last
@@ -237,21 +260,31 @@ def eval_(
         Path | None, typer.Option(help="Rows to evaluate [default: the checkpoint's test split].")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    plot: Annotated[Path | None, typer.Option(help="Write a confusion-matrix figure (PNG/SVG).")] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the report's figures (PNG/SVG/PDF): FILE is the confusion matrix (or predicted vs "
+            "true); ROC, precision-recall, reliability or residual plots go beside it as FILE-NAME."
+        ),
+    ] = None,
 ) -> None:
-    """Metrics of a checkpoint on FILE's rows or on its own test split."""
+    """Metrics of a checkpoint on FILE's rows or on its own test split (ECE, ROC/PR AUC when binary)."""
     from nnctl.cli.render import print_metrics
-    from nnctl.workflows import evaluate_checkpoint
+    from nnctl.evaluation import evaluation_report
 
-    result = evaluate_checkpoint(checkpoint, data)
+    report = evaluation_report(checkpoint, data)
+    result = report.result
+    written: list[Path] = []
     if plot is not None:
-        from nnctl.cli.plots import plot_confusion_matrix
+        from nnctl.cli.plots import write_eval_plots
 
-        plot_confusion_matrix(result, plot)
+        written = write_eval_plots(report, plot)
     if as_json:
         typer.echo(json.dumps(result))
         return
     print_metrics(_console(), result)
+    for path in written:
+        typer.echo(f"wrote {path}")
 
 
 @app.command()
@@ -437,9 +470,19 @@ def sweep(
     retries: Annotated[int, typer.Option(help="Retries of a trial whose worker was lost.")] = 1,
     set_: SetOption = None,
     quiet: QuietOption = False,
+    folds: Annotated[
+        int | None, typer.Option("--folds", help="Cross-validate every trial in K folds; rank by the mean.")
+    ] = None,
+    tls_ca_file: TlsCaOption = None,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
+    mlflow: MlflowOption = None,
+    mlflow_experiment: MlflowExperimentOption = None,
 ) -> None:
     """Train many variants of CONFIG (a grid or a random space), locally or on a Dask cluster."""
     from nnctl.cli.sweep import sweep_main
+    from nnctl.cli.tracking import runs_tracker
+    from nnctl.sweep.executors import tls_security
 
     signals = _Signals(_stop_now)
     try:
@@ -458,6 +501,9 @@ def sweep(
                 overrides=set_ or [],
                 quiet=quiet,
                 console=_console(),
+                folds=folds,
+                security=tls_security(scheduler, tls_ca_file, tls_cert, tls_key),
+                tracker=runs_tracker(mlflow, mlflow_experiment, "sweep"),
             )
     except KeyboardInterrupt:
         _console(stderr=True).print(
@@ -465,6 +511,130 @@ def sweep(
         )
         raise typer.Exit(signals.exit_code) from None
     raise typer.Exit(code)
+
+
+# ---------------------------------------------------------------------------------------------
+# cv
+
+
+@app.command()
+def cv(
+    config: ConfigArg,
+    folds: Annotated[
+        int, typer.Option("--folds", "-k", help="Number of folds (stratified for classes).")
+    ] = 5,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder [default: runs/<name>-cv].")] = None,
+    refit: Annotated[
+        bool, typer.Option("--refit", help="Also train on all non-test rows: the model to use (DIR/refit).")
+    ] = False,
+    jobs: Annotated[
+        int | None, typer.Option("--jobs", "-j", help="Local worker processes [default: cores].")
+    ] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Dask scheduler address, tls://HOST:PORT (or tcp://).")
+    ] = None,
+    dask_local: Annotated[
+        int | None, typer.Option("--dask-local", help="Start a local Dask cluster of N workers.")
+    ] = None,
+    tls_ca_file: TlsCaOption = None,
+    tls_cert: TlsCertOption = None,
+    tls_key: TlsKeyOption = None,
+    retries: Annotated[int, typer.Option(help="Retries of a fold whose worker was lost.")] = 1,
+    set_: SetOption = None,
+    quiet: QuietOption = False,
+    mlflow: MlflowOption = None,
+    mlflow_experiment: MlflowExperimentOption = None,
+) -> None:
+    """K-fold cross-validation: every fold a run folder; per-fold metrics, mean and std in cv.csv/cv.json."""
+    from nnctl.cli.cv import cv_main
+    from nnctl.cli.tracking import runs_tracker
+    from nnctl.sweep.executors import tls_security
+
+    signals = _Signals(_stop_now)
+    try:
+        with signals:
+            code, *_ = cv_main(
+                config,
+                folds=folds,
+                out=out,
+                refit=refit,
+                jobs=jobs,
+                scheduler=scheduler,
+                dask_local=dask_local,
+                security=tls_security(scheduler, tls_ca_file, tls_cert, tls_key),
+                retries=retries,
+                overrides=set_ or [],
+                quiet=quiet,
+                console=_console(),
+                tracker=runs_tracker(mlflow, mlflow_experiment, "cv"),
+            )
+    except KeyboardInterrupt:
+        _console(stderr=True).print("[yellow]cv interrupted[/]: finished folds are kept; run again to resume")
+        raise typer.Exit(signals.exit_code) from None
+    raise typer.Exit(code)
+
+
+# ---------------------------------------------------------------------------------------------
+# compare
+
+
+@app.command()
+def compare(
+    run_dirs: Annotated[
+        list[Path], typer.Argument(metavar="RUN_DIR...", help="Run folders (train, sweep trial or cv fold).")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    plot: Annotated[
+        Path | None, typer.Option(help="Write the runs' learning curves, overlaid (PNG/SVG/PDF).")
+    ] = None,
+) -> None:
+    """Compare runs: best and final metrics, the config keys that differ, overlaid learning curves."""
+    from nnctl.compare import compare_runs, comparison_json
+
+    comparison = compare_runs(run_dirs)
+    if plot is not None:
+        from nnctl.cli.plots import plot_comparison
+
+        plot_comparison(comparison, plot)
+    if as_json:
+        typer.echo(json.dumps(comparison_json(comparison)))
+        return
+    from nnctl.cli.report import print_comparison
+
+    print_comparison(_console(), comparison)
+    if plot is not None:
+        typer.echo(f"wrote {plot}")
+
+
+# ---------------------------------------------------------------------------------------------
+# config / schema
+
+
+@app.command("config")
+def config_(
+    config: ConfigArg,
+    set_: SetOption = None,
+    diff: Annotated[
+        bool, typer.Option("--diff", help="Only the keys that differ from the defaults.")
+    ] = False,
+) -> None:
+    """Print the fully resolved config (base: files merged, --set applied, every default filled in)."""
+    import yaml
+
+    from nnctl.config import load_config
+    from nnctl.schema import non_default_mapping, resolved_mapping
+
+    resolved = load_config(config, set_ or [])
+    mapping = non_default_mapping(resolved) if diff else resolved_mapping(resolved)
+    typer.echo(yaml.safe_dump(mapping, sort_keys=False), nl=False)
+
+
+@app.command()
+def schema() -> None:
+    """Print the config's JSON Schema (for editor completion: docs/nnctl.schema.json holds a copy)."""
+    from nnctl.schema import schema_json
+
+    typer.echo(schema_json(), nl=False)
 
 
 def main() -> None:

@@ -252,3 +252,167 @@ def plot_confusion_matrix(result: dict[str, Any], path: Path | str) -> Path:
                 color="white" if count > peak / 2 else "black",
             )
     return _save(figure, path, fmt)
+
+
+# ---------------------------------------------------------------------------------------------
+# nnctl compare RUN_DIR... --plot FILE
+
+
+def comparison_figure(comparison: Any) -> Any:
+    """Learning curves of several runs overlaid: loss (validation solid, training dashed, one colour
+    per run) and, when the runs record one, the validation metric. Lines are labelled
+    ``RUN train_loss`` / ``RUN val_loss`` / ``RUN val_accuracy``."""
+    Figure = _figure_class()
+    extra = [m for m in comparison.metrics if m.startswith("val_") and m != "val_loss"][:1]
+    panels = [["train_loss", "val_loss"], *([m] for m in extra)]
+    figure = Figure(figsize=(6.4 * len(panels), 4.4), dpi=DPI, layout="constrained")
+    colours = [f"C{i % 10}" for i in range(len(comparison.runs))]
+    for position, columns in enumerate(panels, start=1):
+        axes = figure.add_subplot(1, len(panels), position)
+        for run, colour in zip(comparison.runs, colours, strict=True):
+            for column in columns:
+                values = run.history.get(column)
+                if not values:
+                    continue
+                style = "--" if column == "train_loss" else "-"
+                axes.plot(
+                    run.epochs, values, style, color=colour, linewidth=1.5, label=f"{run.name} {column}"
+                )
+        axes.set_title("loss per epoch" if position == 1 else f"{columns[0]} per epoch")
+        axes.set_xlabel("epoch")
+        axes.set_ylabel("loss (mean cost)" if position == 1 else columns[0])
+        axes.grid(True, alpha=0.3)
+        axes.xaxis.get_major_locator().set_params(integer=True)
+        axes.legend(fontsize="small")
+    return figure
+
+
+def plot_comparison(comparison: Any, path: Path | str) -> Path:
+    path = Path(path)
+    fmt = _figure_format(path)
+    return _save(comparison_figure(comparison), path, fmt)
+
+
+def _figure_format(path: Path) -> str:
+    fmt = FIGURE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise NnctlError(
+            f"--plot {path}: unknown figure format {path.suffix or '(no suffix)'!r}",
+            hint=f"end the file name with one of {', '.join(FIGURE_FORMATS)}",
+        )
+    return fmt
+
+
+# ---------------------------------------------------------------------------------------------
+# nnctl eval --plot FILE: the evaluation report's figures
+
+
+def report_figures(report: Any) -> dict[str, Any]:
+    """The figures of an evaluation report (``nnctl.evaluation.EvaluationReport``), by name:
+    classification: ``reliability`` (accuracy against mean confidence per bin, with the ECE); binary
+    tasks also ``roc`` and ``pr`` (the curves, their areas in the legend); regression: ``predicted``
+    (predicted against true values) and ``residuals`` (residual against predicted value)."""
+    from nnctl.engine import curves
+    from nnctl.engine.metrics import predicted_classes
+
+    Figure = _figure_class()
+    figures: dict[str, Any] = {}
+    result = report.result
+    if report.task == "classification":
+        confidence, correct = curves.top_label(report.outputs, report.targets)
+        bins = curves.reliability(confidence, correct)
+        filled = bins.counts > 0
+        figure, axes = _square(Figure)
+        axes.plot([0, 1], [0, 1], ":", color="grey", label="perfectly calibrated")
+        axes.plot(bins.confidence[filled], bins.accuracy[filled], "o-", label=f"model (ECE {bins.ece:.4f})")
+        for x, y, n in zip(bins.confidence[filled], bins.accuracy[filled], bins.counts[filled], strict=True):
+            axes.annotate(str(n), (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
+        _label(axes, "reliability diagram (top-label; rows per bin)", "mean confidence", "accuracy")
+        figures["reliability"] = figure
+        if report.binary and "roc_auc" in result:
+            y, score = predicted_classes(report.targets), curves.positive_scores(report.outputs)
+            fpr, tpr, _ = curves.roc_curve(y, score)
+            figure, axes = _square(Figure)
+            axes.plot([0, 1], [0, 1], ":", color="grey", label="chance")
+            axes.plot(fpr, tpr, "-", label=f"ROC (AUC {result['roc_auc']:.4f})")
+            _label(
+                axes,
+                f"ROC curve (positive class: {report.classes[1]})",
+                "false positive rate",
+                "true positive rate",
+            )
+            figures["roc"] = figure
+            precision, recall, _ = curves.precision_recall_curve(y, score)
+            figure, axes = _square(Figure)
+            axes.plot(
+                recall,
+                precision,
+                "-",
+                drawstyle="steps-post",
+                label=f"PR (AP {result['average_precision']:.4f})",
+            )
+            axes.axhline(y.mean(), linestyle=":", color="grey", label=f"chance ({y.mean():.3f})")
+            _label(
+                axes, f"precision-recall curve (positive class: {report.classes[1]})", "recall", "precision"
+            )
+            figures["pr"] = figure
+    elif report.task == "regression":
+        true, predicted = report.targets.astype(float), report.outputs.astype(float)
+        figure, axes = _square(Figure)
+        low, high = float(min(true.min(), predicted.min())), float(max(true.max(), predicted.max()))
+        axes.plot([low, high], [low, high], ":", color="grey", label="perfect")
+        for j in range(true.shape[1]):
+            axes.scatter(true[:, j], predicted[:, j], s=10, alpha=0.7, label=f"output {j + 1}")
+        _label(axes, f"predicted vs true (R² {result['r2']:.4f})", "true value", "predicted value")
+        figures["predicted"] = figure
+        figure = Figure(figsize=(6.4, 4.2), dpi=DPI, layout="constrained")
+        axes = figure.add_subplot()
+        axes.axhline(0.0, linestyle=":", color="grey")
+        for j in range(true.shape[1]):
+            axes.scatter(
+                predicted[:, j], true[:, j] - predicted[:, j], s=10, alpha=0.7, label=f"output {j + 1}"
+            )
+        _label(axes, f"residuals (MAE {result['mae']:.4g})", "predicted value", "true − predicted")
+        figures["residuals"] = figure
+    return figures
+
+
+def _square(Figure: Any) -> tuple[Any, Any]:
+    figure = Figure(figsize=(5.2, 5.0), dpi=DPI, layout="constrained")
+    return figure, figure.add_subplot()
+
+
+def _label(axes: Any, title: str, xlabel: str, ylabel: str) -> None:
+    axes.set_title(title, fontsize="medium")
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize="small")
+
+
+def write_eval_plots(report: Any, path: Path | str) -> list[Path]:
+    """``eval --plot FILE``: FILE is the confusion matrix (classification) or predicted-vs-true
+    (regression); the other figures go beside it as ``STEM-NAME.SUFFIX``, and a binary task's
+    threshold table as ``STEM-thresholds.csv``."""
+    path = Path(path)
+    fmt = _figure_format(path)
+    if report.task == "multilabel":
+        plot_confusion_matrix(report.result, path)  # refuses with its message: no plot for multilabel
+    figures = report_figures(report)
+    written: list[Path] = []
+    if report.task == "classification":
+        written.append(plot_confusion_matrix(report.result, path))
+    for name, figure in figures.items():
+        target = path if name == "predicted" else path.with_name(f"{path.stem}-{name}{path.suffix}")
+        written.append(_save(figure, target, fmt))
+    table = report.result.get("threshold_table")
+    if table:
+        target = path.with_name(f"{path.stem}-thresholds.csv")
+        lines = ["threshold,precision,recall,f1,positive"]
+        lines += [
+            f"{r['threshold']},{r['precision']!r},{r['recall']!r},{r['f1']!r},{r['positive']}" for r in table
+        ]
+        with atomic_writer(target, "w") as handle:
+            handle.write("\n".join(lines) + "\n")
+        written.append(target)
+    return written

@@ -68,7 +68,14 @@ def print_metrics(console: Any, result: dict[str, Any]) -> None:
     for key in ("loss", "accuracy", "macro_precision", "macro_recall", "macro_f1", "mse", "mae", "r2"):
         if key in result:
             table.add_row(key, f"{result[key]:.4f}")
+    for key in ("ece", "roc_auc", "average_precision"):  # from the outputs (nnctl.evaluation)
+        if key in result:
+            table.add_row(key, f"{result[key]:.4f}")
     console.print(table)
+    if result.get("threshold_table"):
+        from nnctl.cli.report import threshold_table
+
+        console.print(threshold_table(result["threshold_table"], (result.get("classes") or ["", ""])[1]))
     classes = result.get("classes")
     if "confusion_matrix" in result and classes:
         matrix = Table(title="confusion matrix (rows: true, columns: predicted)")

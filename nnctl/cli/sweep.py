@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from nnctl.errors import NnctlError
-from nnctl.sweep.executors import DaskExecutor, LocalPool, default_jobs, one_blas_thread_env
+from nnctl.sweep.cv import check_folds, expand_folds, score_trials
+from nnctl.sweep.executors import check_executor_options, one_blas_thread_env, open_executor
 from nnctl.sweep.plan import Plan, Trial, build_plan
 from nnctl.sweep.runner import Runner
 from nnctl.sweep.store import find_finished, ranked, write_best, write_summary
@@ -109,6 +110,29 @@ class Display:
         return table
 
 
+class Observers:
+    """Several observers of one runner (the live display, a tracker), told in order."""
+
+    def __init__(self, *observers: Any) -> None:
+        self.observers = observers
+
+    def refresh(self) -> None:
+        for observer in self.observers:
+            getattr(observer, "refresh", lambda: None)()
+
+    def started(self, trial: Trial) -> None:
+        for observer in self.observers:
+            getattr(observer, "started", lambda _t: None)(trial)
+
+    def retrying(self, trial: Trial, note: str) -> None:
+        for observer in self.observers:
+            getattr(observer, "retrying", lambda _t, _n: None)(trial, note)
+
+    def finished(self, trial: Trial) -> None:
+        for observer in self.observers:
+            getattr(observer, "finished", lambda _t: None)(trial)
+
+
 def _escape(text: str) -> str:
     from rich.markup import escape
 
@@ -158,16 +182,19 @@ def sweep_main(
     quiet: bool,
     console: Any,
     trial_callbacks: TrialCallbacks | None = None,
+    folds: int | None = None,
+    security: Any = None,
+    tracker: Any = None,
 ) -> int:
     """Run a sweep; 0 when at least one trial finished, 1 when none did. Bad input: ``NnctlError``.
-    ``trial_callbacks`` adds training callbacks to every trial, on its worker (see ``TrialCallbacks``)."""
-    executors = (("--jobs", jobs), ("--scheduler", scheduler), ("--dask-local", dask_local))
-    chosen = [name for name, value in executors if value is not None]
-    if len(chosen) > 1:
-        raise NnctlError(f"{' and '.join(chosen)} exclude each other: pick one executor")
-    for name, value in (("--jobs", jobs), ("--dask-local", dask_local)):
-        if value is not None and value < 1:
-            raise NnctlError(f"{name} {value}: need at least 1")
+
+    ``trial_callbacks`` adds training callbacks to every trial, on its worker (see ``TrialCallbacks``);
+    ``folds``: every trial is cross-validated in K folds and ranked by the folds' mean (nnctl.sweep.cv);
+    ``security``: TLS for a tls:// scheduler; ``tracker``: called with the plan, returns an observer told of
+    each finished trial and closed at the end (nnctl.tracking.RunsTracker)."""
+    check_executor_options(jobs, scheduler, dask_local)
+    if folds is not None:
+        check_folds(folds)
     if retries < 0:
         raise NnctlError(f"--retries {retries}: must be 0 or more")
     if random is not None and random < 1:
@@ -177,21 +204,29 @@ def sweep_main(
     out = out if out is not None else Path("runs") / f"{plan.base.name}-sweep"
     if out.exists() and not out.is_dir():
         raise NnctlError(f"{out}: exists and is not a folder", hint="choose another --out")
-    earlier = find_finished(out, plan)
-    to_run = [t for t in plan.trials if t.status != "done"]
-    display = Display(console, quiet, plan)
+    groups: dict[str, list[Trial]] = {}
+    if folds is None:
+        run_plan, earlier = plan, find_finished(out, plan)
+    else:
+        run_plan, groups = expand_folds(plan, folds, out)
+        earlier = sum(t.status == "done" for t in run_plan.trials)
+    to_run = [t for t in run_plan.trials if t.status != "done"]
+    display = Display(console, quiet, run_plan)
+    tracker = tracker(plan) if tracker is not None else None  # the parent MLflow run
 
     executor: Any = None
     runner: Runner | None = None
     try:
         if to_run:
-            with one_blas_thread_env():
-                if scheduler or dask_local:
-                    executor = DaskExecutor(plan.tables, scheduler, dask_local, trial_callbacks)
-                else:
-                    executor = LocalPool(
-                        min(jobs or default_jobs(), len(to_run)), plan.tables, trial_callbacks
-                    )
+            executor = open_executor(
+                plan.tables,
+                len(to_run),
+                jobs=jobs,
+                scheduler=scheduler,
+                dask_local=dask_local,
+                security=security,
+                trial_callbacks=trial_callbacks,
+            )
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -203,11 +238,13 @@ def sweep_main(
         direction = "higher" if plan.maximize else "lower"
         display.print(
             f"[bold]sweep {_escape(plan.base.name or '')}[/]: {len(plan.trials)} trials"
+            + (f" x {folds} folds (ranked by the folds' mean)" if folds else "")
             + (f" ({', '.join(notes)})" if notes else "")
             + f", {_escape(where)} -> {_escape(str(out))}; ranking by {plan.monitor} ({direction} is better)"
         )
         if executor is not None:
-            runner = Runner(plan, executor, out, retries, display)
+            observer = display if tracker is None else Observers(display, tracker)
+            runner = Runner(run_plan, executor, out, retries, observer)
             display.start()
             with one_blas_thread_env():
                 runner.run()
@@ -227,9 +264,16 @@ def sweep_main(
         if executor is not None:
             executor.close()
 
+    if folds is not None:
+        score_trials(plan, groups, out)
     write_summary(out, plan)
     order = ranked(plan)
     best = write_best(out, plan, order[0]) if order else None
+    if tracker is not None:
+        value = [(f"best_{plan.monitor}", order[0].value, 0)] if order and order[0].value is not None else []
+        tracker.close(value, [out / "summary.csv", *([best] if best else [])], ok=bool(order))
+        for error in tracker.store.errors:
+            display.print(f"[yellow]warning:[/] {_escape(error)}")
     if not quiet:
         print_ranking(console, plan, out, best)
     return 0 if any(t.status == "done" for t in plan.trials) else 1

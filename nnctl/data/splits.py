@@ -76,3 +76,35 @@ def split_indices(
         raise _too_small(n, validation, test)
     train_idx, val_idx, test_idx = (np.sort(np.asarray(p, dtype=np.int64)) for p in (train, vals, tests))
     return train_idx, val_idx, test_idx
+
+
+def fold_split(
+    n: int,
+    test: float,
+    k: int,
+    index: int,
+    rng: np.random.Generator,
+    strata: Array | None = None,
+) -> tuple[Array, Array, Array]:
+    """(train, validation, test) for fold ``index`` (1-based) of ``k``-fold cross-validation.
+
+    The test rows are exactly those ``split_indices`` holds out for the same seed (the same draws,
+    so a refit on all non-test rows keeps them too); the remaining rows are dealt into ``k`` folds
+    from a further seeded permutation: per class when ``strata`` is given (class after class,
+    dealing on where the previous class stopped), so every fold keeps the class proportions and
+    fold sizes differ by at most one row. Fold ``index`` is the validation part.
+    """
+    if not 1 <= index <= k:
+        raise ValueError(f"fold index {index} is not in 1..{k}")
+    rest, _, test_idx = split_indices(n, 0.0, test, rng, strata)
+    if rest.size < k:
+        raise DataError(
+            f"the dataset has {rest.size} non-test row{'s' * (rest.size != 1)}: too few for {k} folds",
+            hint="use fewer folds (--folds) or a smaller data.test",
+        )
+    groups = [rest] if strata is None else [rest[np.asarray(strata)[rest] == v] for v in np.unique(strata)]
+    dealt = np.concatenate([rng.permutation(group) for group in groups])
+    fold_of = np.arange(dealt.size) % k
+    val_idx = np.sort(dealt[fold_of == index - 1]).astype(np.int64)
+    train_idx = np.sort(dealt[fold_of != index - 1]).astype(np.int64)
+    return train_idx, val_idx, test_idx

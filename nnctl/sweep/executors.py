@@ -101,6 +101,7 @@ class DaskExecutor:
         scheduler: str | None,
         local_workers: int | None,
         trial_callbacks: TrialCallbacks | None = None,
+        security: Any = None,
     ) -> None:
         try:
             import distributed
@@ -129,13 +130,7 @@ class DaskExecutor:
             self.client = distributed.Client(self.cluster)
             self.where = f"a local Dask cluster of {local_workers} worker{'s' * (local_workers != 1)}"
         else:
-            try:
-                self.client = distributed.Client(scheduler, timeout="15s")
-            except (OSError, TimeoutError) as exc:
-                raise NnctlError(
-                    f"--scheduler {scheduler}: cannot reach the Dask scheduler ({exc})",
-                    hint="start one with `dask scheduler` and workers with `dask worker tcp://HOST:8786`",
-                ) from None
+            self.client = _connect(distributed, scheduler or "", security)
             self.where = f"the Dask cluster at {scheduler}"
         try:
             self._check_workers()
@@ -218,3 +213,90 @@ def default_jobs() -> int:
     with contextlib.suppress(AttributeError, OSError):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Reaching a cluster, with TLS when the address says tls://
+
+
+def _connect(distributed: Any, scheduler: str, security: Any) -> Any:
+    """A client of the scheduler at ``scheduler``; ``security`` (TLS certificates) or, when None,
+    Dask's own configuration (``distributed.comm.tls.*``, e.g. DASK_DISTRIBUTED__COMM__TLS__CA_FILE)."""
+    secure = scheduler.startswith("tls://")
+    try:
+        return distributed.Client(scheduler, timeout="15s", **({"security": security} if security else {}))
+    except (OSError, TimeoutError) as exc:
+        hint = "start one with `dask scheduler` and workers with `dask worker tcp://HOST:8786`"
+        if secure:
+            hint = (
+                "a tls:// scheduler admits only clients whose certificate its CA signed: pass "
+                "--tls-ca-file, --tls-cert and --tls-key (or set distributed.comm.tls.* in Dask's config)"
+            )
+        raise NnctlError(f"--scheduler {scheduler}: cannot connect ({_short(exc)})", hint=hint) from None
+    except (TypeError, ValueError) as exc:  # e.g. TLS without certificates: "TLS expects a ssl_context"
+        raise NnctlError(
+            f"--scheduler {scheduler}: cannot connect ({_short(exc)})",
+            hint="a tls:// address needs --tls-ca-file, --tls-cert and --tls-key (or Dask's tls config)",
+        ) from None
+
+
+def _short(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300] or type(exc).__name__
+
+
+def tls_security(scheduler: str | None, ca_file: Any = None, cert: Any = None, key: Any = None) -> Any:
+    """``distributed.security.Security`` from --tls-ca-file/--tls-cert/--tls-key, or None when none
+    is given (then a tls:// address uses Dask's configuration). Checked before connecting."""
+    given = {"--tls-ca-file": ca_file, "--tls-cert": cert, "--tls-key": key}
+    if all(value is None for value in given.values()):
+        return None
+    if not scheduler or not scheduler.startswith("tls://"):
+        raise NnctlError(
+            "--tls-ca-file/--tls-cert/--tls-key secure a remote cluster: give a tls:// --scheduler address",
+            hint="e.g. --scheduler tls://HOST:8786 (a --dask-local cluster never leaves this machine)",
+        )
+    for option in ("--tls-ca-file", "--tls-cert"):
+        if given[option] is None:
+            raise NnctlError(f"{option} is missing: TLS needs the CA file and this client's certificate")
+    for option, value in given.items():
+        if value is not None and not os.path.isfile(value):
+            raise NnctlError(f"{option} {value}: no such file")
+    try:
+        from distributed.security import Security
+    except ImportError:
+        raise NnctlError(
+            "--tls-* options need Dask's distributed package", hint="pip install 'nnctl[dask]'"
+        ) from None
+    return Security(
+        tls_ca_file=str(ca_file),
+        tls_client_cert=str(cert),
+        tls_client_key=None if key is None else str(key),
+        require_encryption=True,
+    )
+
+
+def check_executor_options(jobs: int | None, scheduler: str | None, dask_local: int | None) -> None:
+    executors = (("--jobs", jobs), ("--scheduler", scheduler), ("--dask-local", dask_local))
+    chosen = [name for name, value in executors if value is not None]
+    if len(chosen) > 1:
+        raise NnctlError(f"{' and '.join(chosen)} exclude each other: pick one executor")
+    for name, value in (("--jobs", jobs), ("--dask-local", dask_local)):
+        if value is not None and value < 1:
+            raise NnctlError(f"{name} {value}: need at least 1")
+
+
+def open_executor(
+    tables: dict[str, Table],
+    tasks: int,
+    *,
+    jobs: int | None = None,
+    scheduler: str | None = None,
+    dask_local: int | None = None,
+    security: Any = None,
+    trial_callbacks: TrialCallbacks | None = None,
+) -> LocalPool | DaskExecutor:
+    """The executor the options ask for: a Dask cluster, else a local pool of at most ``tasks``."""
+    with one_blas_thread_env():
+        if scheduler or dask_local:
+            return DaskExecutor(tables, scheduler, dask_local, trial_callbacks, security)
+        return LocalPool(max(1, min(jobs or default_jobs(), tasks)), tables, trial_callbacks)

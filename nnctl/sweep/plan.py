@@ -17,7 +17,7 @@ from nnctl.config import (
     apply_override,
     check_parameter_budget,
     parse_key_path,
-    read_config_file,
+    read_composed_config,
     validate_config,
 )
 from nnctl.data.load import load_table
@@ -97,7 +97,7 @@ def _compact(value: Any) -> str:
 
 def read_spec(config_path: Path) -> tuple[dict[str, Any], Path, SweepSpec]:
     """(base config mapping without ``sweep:``, its path, the file's sweep spec)."""
-    raw = read_config_file(config_path)
+    raw = read_composed_config(config_path)
     section = raw.pop("sweep", None)
     if section is None:
         return raw, config_path, SweepSpec()
@@ -111,7 +111,7 @@ def read_spec(config_path: Path) -> tuple[dict[str, Any], Path, SweepSpec]:
             hint="put the sweep: section into the base config instead, or drop sweep.config",
         )
     base_path = Path(base) if Path(base).is_absolute() else config_path.parent / base
-    base_raw = read_config_file(base_path)
+    base_raw = read_composed_config(base_path)
     base_raw.pop("sweep", None)  # a base config's own sweep: section is not used
     return base_raw, base_path, spec
 

@@ -14,7 +14,7 @@ from nnctl.config import Config, check_parameter_budget
 from nnctl.data.arrays import release_pages
 from nnctl.data.load import load_table
 from nnctl.data.normalize import CHUNK_ROWS, Normalizer
-from nnctl.data.splits import split_indices
+from nnctl.data.splits import fold_split, split_indices
 from nnctl.data.table import Table
 from nnctl.data.targets import TargetEncoder, infer_task
 from nnctl.engine.network import LayerSpec, Network
@@ -126,9 +126,15 @@ def prepare_table(config: Config, table: Table, *, consume: bool = False) -> Pre
     check_parameter_budget(config, table.x.shape[1])
     strata = encoder.class_indices(table.y) if task == "classification" else None
     rng = random_streams(config.seed)["split"]
-    train_idx, val_idx, test_idx = split_indices(
-        table.x.shape[0], config.data.validation, config.data.test, rng, strata
-    )
+    folds = config.data.folds
+    if folds is None:
+        train_idx, val_idx, test_idx = split_indices(
+            table.x.shape[0], config.data.validation, config.data.test, rng, strata
+        )
+    else:  # one fold of k-fold cross-validation (nnctl cv)
+        train_idx, val_idx, test_idx = fold_split(
+            table.x.shape[0], config.data.test, folds.k, folds.index, rng, strata
+        )
     normalizer = Normalizer.fit(config.data.normalize, table.x, train_idx)
     dtype = np.dtype(config.dtype)
     targets = encoder.encode(table.y, source=table.source).astype(dtype)
