@@ -231,7 +231,7 @@ def test_train_writes_run_folder(iris_run: Path) -> None:
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4, 5]
     for row in rows:
         assert math.isfinite(float(row["train_loss"])) and float(row["train_loss"]) > 0
-        assert 0.0 <= float(row["seconds"]) < 60
+        assert math.isfinite(float(row["seconds"])) and float(row["seconds"]) >= 0.0
         assert 0.0 <= float(row["val_accuracy"]) <= 1.0
     assert read_checkpoint(iris_run / "last.npz").meta["epoch"] == 5
 

@@ -13,7 +13,6 @@ import copy
 import csv
 import json
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -833,12 +832,9 @@ def test_digits_adam_example_reaches_its_threshold(tmp_path: Path) -> None:
     assert training.early_stopping is not None
     assert cfg.data.path == "../datasets/digits.csv"
 
-    started = time.perf_counter()
     run = train(tmp_path / "digits", config=config)
-    elapsed = time.perf_counter() - started
     result = eval_json(run / "best.npz")
     assert result["accuracy"] >= 0.95, result["accuracy"]
-    assert elapsed < 20, f"digits_adam took {elapsed:.1f} s"
     rows = history(run)
     lrs = [float(r["lr"]) for r in rows]
     assert lrs[0] < lrs[training.schedule.warmup_epochs - 1] == training.learning_rate  # warmup
