@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """nnctl's benchmark: nnctl side by side with PyTorch CPU and scikit-learn, in one process.
 
-    python benchmarks/run.py --suite train|infer|scaling|roofline|memory|blasenv|all
+    python benchmarks/run.py --suite train|process|infer|scaling|roofline|memory|blasenv|all
                              [--repeats N] [--quick] [--threads N]
 
 Every comparison alternates the contenders (A B A B ...) on the same data in the same process,
@@ -13,6 +13,7 @@ benchmarks/README.md for what each suite measures.
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime as dt
 import gc
 import json
@@ -26,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -38,13 +40,14 @@ from benchmarks.workload import (  # noqa: E402
     FEATURES,
     HIDDEN,
     NnctlTrainer,
+    ProductTrainer,
     make_w1,
     nnctl_epoch,
     step_flops,
 )
 
 RESULTS = ROOT / "benchmarks" / "results"
-SUITES = ("train", "roofline", "infer", "scaling", "memory", "blasenv")
+SUITES = ("train", "process", "roofline", "infer", "scaling", "memory", "blasenv")
 BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 MB = 1024 * 1024
 
@@ -191,7 +194,17 @@ def environment(torch, sklearn, threads: int) -> dict:
         blas = [part for part in config.replace(",", " ").split() if part.startswith("BLAS_INFO=")]
         env["torch_blas"] = blas[0].split("=", 1)[1] if blas else "unknown"
         env["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+        env["torch_blas_version"] = torch_blas_version(config)
     return env
+
+
+def torch_blas_version(config: str) -> str:
+    """The BLAS line of ``torch.__config__.show()`` (PyTorch links MKL statically, so threadpoolctl
+    cannot see it): e.g. "Intel(R) oneAPI Math Kernel Library Version 2024.2 ..."."""
+    for line in config.splitlines():
+        if "Math Kernel Library" in line or "OpenBLAS" in line or "BLIS" in line:
+            return line.strip(" -")
+    return "unknown"
 
 
 # -- suites ----------------------------------------------------------------------------------
@@ -220,18 +233,22 @@ class Context:
 
 
 def suite_train(ctx: Context) -> dict:
-    """Training samples/s at each batch size: nnctl, PyTorch, scikit-learn, alternating."""
-    plan, data = ctx.plan, ctx.data
+    """Training samples/s at each batch size: nnctl's real Trainer, PyTorch, scikit-learn, and the
+    bare nnctl step (what the trainer adds), alternating, all on the same ``trial_rows`` rows."""
+    plan = ctx.plan
+    data = ctx.data.head(plan.trial_rows)
     out: dict = {"trial_rows": plan.trial_rows, "repeats": plan.repeats, "notes": [], "batches": {}}
     for note, mod in ((ctx.torch_note, ctx.torch), (ctx.sklearn_note, ctx.sklearn)):
         if mod is None:
             out["notes"].append(note)
     for batch in plan.batches:
-        nn = NnctlTrainer(batch)
-        contenders: dict[str, Callable[[np.ndarray], float]] = {
-            "nnctl": lambda o, nn=nn: nnctl_epoch(nn, data, o)
+        product = ProductTrainer(data, batch)
+        step = NnctlTrainer(batch)
+        contenders: dict[str, Callable[[Any], float]] = {
+            "nnctl": product.epoch,
+            "step": lambda o, step=step: nnctl_epoch(step, data, o),
         }
-        prepare: dict[str, Callable[[np.ndarray], object]] = {"nnctl": lambda o: o}
+        prepare: dict[str, Callable[[np.ndarray], object]] = {"nnctl": lambda o: o, "step": lambda o: o}
         if ctx.torch is not None:
             tt = peers.TorchTrainer(ctx.torch, data, batch)
             contenders["torch"] = tt.epoch
@@ -240,13 +257,15 @@ def suite_train(ctx: Context) -> dict:
             sk = peers.SklearnTrainer(data, batch)
             contenders["sklearn"] = sk.epoch
             prepare["sklearn"] = sk.gather
-        warm = ctx.order(batch * 16)
+        warm = ctx.rng.permutation(data.rows)[: batch * 16]
         for name, run in contenders.items():  # warm-up: thread pools, allocator, sklearn's init
-            run(prepare[name](warm))
+            if name != "nnctl":  # the trainer always runs whole epochs: its first timed one warms it
+                run(prepare[name](warm))
+        product.epoch()
         rates: dict[str, list[float]] = {name: [] for name in contenders}
         losses: dict[str, float] = {}
         for _ in range(plan.repeats):
-            order = ctx.order(plan.trial_rows)
+            order = ctx.rng.permutation(data.rows).astype(np.int64)
             for name, run in contenders.items():
                 arg = prepare[name](order)
                 gc.collect()
@@ -258,12 +277,137 @@ def suite_train(ctx: Context) -> dict:
             "range": {name: spread(r) for name, r in rates.items()},
             "raw": rates,
             "last_loss": losses,
+            "trainer_over_step": ratio_entry(rates["nnctl"], rates["step"]),
         }
         for peer in ("torch", "sklearn"):
             if peer in rates:
                 row[f"vs_{peer}"] = ratio_entry(rates["nnctl"], rates[peer])
         out["batches"][batch] = row
     return out
+
+
+# -- whole processes -------------------------------------------------------------------------
+PROCESS_CONFIG = """\
+name: w1
+seed: 1
+dtype: float32
+data: {{path: {data}, validation: 0, test: 0, normalize: none, shuffle: true}}
+model:
+  layers:
+    - {{units: {h1}, activation: relu}}
+    - {{units: {h2}, activation: relu}}
+    - {{units: 10, activation: softmax}}
+cost: cce
+training: {{epochs: {epochs}, batch_size: {batch}, learning_rate: {lr}}}
+"""
+
+
+def nnctl_command() -> list[str]:
+    script = Path(sys.executable).with_name("nnctl")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "nnctl"]
+
+
+def suite_process(ctx: Context, batch: int = 128, epochs: int = 1) -> dict:
+    """Whole processes, start to exit: ``nnctl train`` (a subprocess of the real command: imports,
+    reading x.npy/y.npy, preparing, training, writing checkpoints and history) against a PyTorch
+    and a scikit-learn script that load the same files, train the same epochs and save their
+    weights. Alternating, each repeat in fresh processes."""
+    import tempfile
+
+    from benchmarks.workload import LEARNING_RATE
+
+    plan = ctx.plan
+    rows = plan.data_rows
+    with tempfile.TemporaryDirectory(prefix="nnctl-bench-") as tmp:
+        folder = Path(tmp)
+        data = folder / "w1"
+        data.mkdir()
+        np.save(data / "x.npy", ctx.data.X)
+        np.save(data / "y.npy", ctx.data.y)
+        config = folder / "w1.yaml"
+        config.write_text(
+            PROCESS_CONFIG.format(
+                data=data, h1=HIDDEN[0], h2=HIDDEN[1], epochs=epochs, batch=batch, lr=LEARNING_RATE
+            )
+        )
+        threads = {
+            k: str(ctx.threads) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+        }
+        env = {**os.environ, **threads}
+        commands = {
+            "nnctl": [
+                *nnctl_command(),
+                "train",
+                str(config),
+                "--out",
+                str(folder / "run"),
+                "--quiet",
+                "--force",
+            ]
+        }
+        notes = []
+        for name, module in (("torch", ctx.torch), ("sklearn", ctx.sklearn)):
+            if module is None:
+                notes.append(ctx.torch_note if name == "torch" else ctx.sklearn_note)
+                continue
+            commands[name] = child_command(
+                "--peer-process", name, str(data), str(batch), str(epochs), "--threads", str(ctx.threads)
+            )
+        walls: dict[str, list[float]] = {name: [] for name in commands}
+        epoch_seconds: list[float] = []
+        for _ in range(plan.repeats):
+            for name, command in commands.items():
+                start = time.perf_counter()
+                done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+                wall = time.perf_counter() - start
+                if done.returncode != 0:
+                    return {"error": f"{name}: " + (done.stderr.strip().splitlines() or ["failed"])[-1]}
+                walls[name].append(wall)
+                if name == "nnctl":
+                    with (folder / "run" / "history.csv").open(newline="") as handle:
+                        epoch_seconds.append(sum(float(r["seconds"]) for r in csv.DictReader(handle)))
+    trained = rows * epochs
+    out: dict = {
+        "rows": rows,
+        "epochs": epochs,
+        "batch": batch,
+        "dataset_mb": ctx.data.X.nbytes / MB,
+        "notes": notes,
+        "wall_s": {name: median(w) for name, w in walls.items()},
+        "samples_per_s": {name: trained / median(w) for name, w in walls.items()},
+        "raw": walls,
+        "nnctl_epochs_s": median(epoch_seconds),
+    }
+    out["nnctl_outside_epochs_s"] = out["wall_s"]["nnctl"] - out["nnctl_epochs_s"]
+    for peer in ("torch", "sklearn"):
+        if peer in walls:  # a rate ratio: peer's seconds over nnctl's, pair by pair
+            out[f"vs_{peer}"] = ratio_entry(walls[peer], walls["nnctl"])
+    return out
+
+
+def peer_process(name: str, folder: Path, batch: int, epochs: int, threads: int) -> None:
+    """Runs as its own process: load x.npy/y.npy, train the W1 student with the peer, save weights."""
+    import pickle
+
+    from benchmarks.workload import Dataset
+
+    X = np.load(folder / "x.npy")
+    y = np.load(folder / "y.npy")
+    data = Dataset(X, np.empty((0, 10), np.float32), y)
+    if name == "torch":
+        torch, _ = peers.load_torch()
+        torch.set_num_threads(threads)
+        trainer = peers.TorchTrainer(torch, data, batch)
+        rng = np.random.default_rng(1)
+        for _ in range(epochs):
+            trainer.epoch(rng.permutation(len(y)).astype(np.int64))
+        torch.save(trainer.model.state_dict(), folder.parent / "torch.pt")
+    else:
+        trainer = peers.SklearnTrainer(data, batch)
+        for _ in range(epochs):
+            trainer.epoch((X, y))
+        with (folder.parent / "sklearn.pkl").open("wb") as handle:
+            pickle.dump(trainer.model, handle)
 
 
 def gemm_operands(batch: int, rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -362,18 +506,17 @@ def suite_infer(ctx: Context) -> dict:
 
 
 def suite_scaling(ctx: Context) -> dict:
-    """Epoch time of nnctl at growing data sizes (sizes interleaved within each repeat)."""
+    """Epoch time of nnctl's Trainer at growing data sizes (sizes interleaved within each repeat)."""
     plan = ctx.plan
     sizes, batch = plan.scaling_rows, plan.scaling_batch
     data = make_w1(max(sizes), seed=7)
-    nn = NnctlTrainer(batch)
-    rng = np.random.default_rng(11)
-    nnctl_epoch(nn, data, rng.permutation(min(sizes)))
+    trainers = {n: ProductTrainer(data.head(n), batch) for n in sizes}
+    trainers[min(sizes)].epoch()
     times: dict[int, list[float]] = {n: [] for n in sizes}
     for _ in range(plan.repeats):
         for n in sizes:
-            times[n].append(timed(nnctl_epoch, nn, data.head(n), rng.permutation(n)))
-    trained = {n: (n // batch) * batch for n in sizes}
+            times[n].append(timed(trainers[n].epoch))
+    trained = dict(zip(sizes, sizes, strict=True))  # the trainer runs the last, partial batch too
     per_row = {n: median(times[n]) / trained[n] for n in sizes}
     reference = median(list(per_row.values()))
     rows = {
@@ -398,7 +541,7 @@ def child_command(*args: str) -> list[str]:
 
 
 def suite_memory(ctx: Context) -> dict:
-    """Peak RSS of a fresh process that builds W1 and trains nnctl on it (no torch loaded)."""
+    """Peak RSS of a fresh process that builds W1 and trains it with nnctl's Trainer (no torch loaded)."""
     plan = ctx.plan
     steps = "epoch" if plan.memory_steps is None else str(plan.memory_steps)
     cmd = child_command("--memory-child", str(plan.memory_rows), steps, "--threads", str(ctx.threads))
@@ -430,17 +573,14 @@ def memory_child(rows: int, steps: str) -> None:
     baseline = peak_rss()
     data = make_w1(rows)
     after_data = peak_rss()
-    nn = NnctlTrainer(128)
-    order = np.random.default_rng(3).permutation(rows)
-    if steps != "epoch":
-        order = order[: int(steps) * 128]
-    nnctl_epoch(nn, data, order)
+    trained = rows if steps == "epoch" else min(rows, int(steps) * 128)
+    ProductTrainer(data.head(trained), 128).epoch()
     peak = peak_rss()
     print(
         json.dumps(
             {
                 "rows": rows,
-                "trained_rows": len(order),
+                "trained_rows": trained,
                 "dataset_bytes": data.nbytes,
                 "baseline_bytes": baseline,
                 "after_data_bytes": after_data,
@@ -562,7 +702,10 @@ def markdown(results: dict) -> str:
                 f"architecture {lib['architecture'] or '—'} ({lib['file']})"
             )
     if "torch_blas" in env:
-        lines.append(f"- torch BLAS: {env['torch_blas']}, CPU capability {env['torch_cpu_capability']}")
+        lines.append(
+            f"- PyTorch BLAS: {env['torch_blas']} ({env.get('torch_blas_version', 'version unknown')}), "
+            f"CPU capability {env['torch_cpu_capability']}"
+        )
     if env["env"]:
         lines.append("- environment: " + ", ".join(f"{k}={v}" for k, v in env["env"].items()))
     lines.append(f"- repeats: {plan['repeats']} (medians; ratios are medians of back-to-back pairs, range)")
@@ -578,17 +721,48 @@ def markdown(results: dict) -> str:
             "",
             f"## Training W1 (samples/s, {tr['trial_rows']:,} rows per trial)",
             "",
-            "| batch | nnctl | PyTorch | scikit-learn | nnctl ÷ PyTorch | nnctl ÷ sklearn |",
-            "|---:|---:|---:|---:|---|---|",
+            "nnctl is its `Trainer` (as `nnctl train` runs it, without files or display); the bare step "
+            "is the same step without the trainer around it.",
+            "",
+            "| batch | nnctl | PyTorch | scikit-learn | nnctl ÷ PyTorch | nnctl ÷ sklearn "
+            "| bare step | trainer ÷ bare step |",
+            "|---:|---:|---:|---:|---|---|---:|---|",
         ]
         for batch, row in tr["batches"].items():
             rate = row["samples_per_s"]
             lines.append(
                 f"| {batch} | {fmt_rate(rate['nnctl'])} | {fmt_rate(rate.get('torch'))} | "
                 f"{fmt_rate(rate.get('sklearn'))} | {fmt_ratio(row.get('vs_torch'))} | "
-                f"{fmt_ratio(row.get('vs_sklearn'))} |"
+                f"{fmt_ratio(row.get('vs_sklearn'))} | {fmt_rate(rate.get('step'))} | "
+                f"{fmt_ratio(row.get('trainer_over_step'))} |"
             )
         lines += [f"- {note}" for note in tr["notes"]]
+    if "process" in results:
+        pr = results["process"]
+        lines += ["", "## Whole processes: `nnctl train` vs a PyTorch and a scikit-learn script", ""]
+        if "error" in pr:
+            lines.append(f"- failed: {pr['error']}")
+        else:
+            wall, rate = pr["wall_s"], pr["samples_per_s"]
+            lines += [
+                f"{pr['rows']:,} rows ({pr['dataset_mb']:.0f} MB of float32 x.npy), {pr['epochs']} "
+                f"epoch(s) at batch {pr['batch']}; start to exit, fresh processes; "
+                "rate = rows trained ÷ wall time.",
+                "",
+                "| | nnctl | PyTorch | scikit-learn | nnctl ÷ PyTorch | nnctl ÷ sklearn |",
+                "|---|---:|---:|---:|---|---|",
+                f"| wall | {wall['nnctl']:.2f} s | "
+                + (f"{wall['torch']:.2f} s" if "torch" in wall else "—")
+                + " | "
+                + (f"{wall['sklearn']:.2f} s" if "sklearn" in wall else "—")
+                + f" | {fmt_ratio(pr.get('vs_torch'))} | {fmt_ratio(pr.get('vs_sklearn'))} |",
+                f"| samples/s | {fmt_rate(rate['nnctl'])} | {fmt_rate(rate.get('torch'))} | "
+                f"{fmt_rate(rate.get('sklearn'))} | | |",
+                f"- nnctl's epochs took {pr['nnctl_epochs_s']:.2f} s of its {wall['nnctl']:.2f} s "
+                f"(history.csv); start-up, reading, preparing and writing: "
+                f"{pr['nnctl_outside_epochs_s']:.2f} s",
+            ]
+            lines += [f"- {note}" for note in pr["notes"]]
     if "roofline" in results:
         rf = results["roofline"]
         lines += [
@@ -671,7 +845,7 @@ def markdown(results: dict) -> str:
             lines.append(f"- nnctl with the variables unset ÷ as set: {gain}")
     rows = results.get("targets", [])
     if rows:
-        lines += ["", "## Targets (issue 5)", "", "| target | measured | goal | met |", "|---|---:|---:|---|"]
+        lines += ["", "## Targets", "", "| target | measured | goal | met |", "|---|---:|---:|---|"]
         for row in rows:
             if row["value"] is None:
                 lines.append(f"| {row['target']} | — | {row['goal']} | not measured |")
@@ -700,6 +874,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS, help="where JSON and Markdown go")
     parser.add_argument("--memory-child", nargs=2, metavar=("ROWS", "STEPS"), help=argparse.SUPPRESS)
     parser.add_argument("--blas-child", type=int, metavar="ROWS", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--peer-process", nargs=4, metavar=("PEER", "DIR", "BATCH", "EPOCHS"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
 
     limiter = None
@@ -712,6 +889,10 @@ def main(argv: list[str] | None = None) -> int:
             print("threadpoolctl not installed: --threads cannot limit BLAS", file=sys.stderr)
     if args.memory_child:
         memory_child(int(args.memory_child[0]), args.memory_child[1])
+        return 0
+    if args.peer_process:
+        peer, folder, batch, epochs = args.peer_process
+        peer_process(peer, Path(folder), int(batch), int(epochs), args.threads or numpy_blas_threads())
         return 0
     if args.blas_child:
         blas_child(args.blas_child, args.threads or numpy_blas_threads(), args.quick)
@@ -732,6 +913,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown suite {', '.join(unknown)}; choose from {', '.join(SUITES)} or all")
     runners = {
         "train": suite_train,
+        "process": suite_process,
         "roofline": suite_roofline,
         "infer": suite_infer,
         "scaling": suite_scaling,

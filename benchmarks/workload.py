@@ -1,13 +1,15 @@
-"""Workload W1 and the nnctl training step the benchmarks time.
+"""Workload W1 and the two ways the benchmarks run nnctl on it.
 
 W1: synthetic learnable data (a random teacher network labels Gaussian inputs), 784 features,
 10 classes; the student is 784-512-256-10 relu/relu/softmax with categorical cross-entropy and
 plain SGD, all in float32.
 
-``nnctl_epoch`` is the one function that runs nnctl training for the benchmarks. It is the step
-nnctl's trainer uses (gather the batch rows into a reused buffer, ``net.gradients``,
-``optimizer.update``); when the trainer grows its own epoch function, point ``nnctl_epoch`` at it
-and every suite follows.
+* ``ProductTrainer``: the product. ``nnctl.training.loop.Trainer`` over ``prepare_table``, exactly
+  what ``nnctl train`` runs between reading the data and writing files: the trainer's shuffling,
+  batch gathering, loss tracking, finiteness checks, callbacks and end-of-epoch record are all in
+  its time. The train, scaling and memory suites time this.
+* ``nnctl_epoch``: the bare step alone (gather, ``net.gradients``, ``optimizer.update``), for the
+  roofline suite, which splits a step into its matrix products and the rest.
 """
 
 from __future__ import annotations
@@ -16,10 +18,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nnctl.config import Config, validate_config
+from nnctl.data.table import Table
 from nnctl.engine.activations import Relu, Softmax
 from nnctl.engine.costs import CategoricalCrossEntropy
 from nnctl.engine.network import LayerSpec, Network
 from nnctl.engine.optimizers import SGD, Optimizer
+from nnctl.training.loop import Trainer
+from nnctl.training.prepare import Prepared, build_network, prepare_table
 
 FEATURES = 784
 CLASSES = 10
@@ -91,13 +97,58 @@ class NnctlTrainer:
         self.tb = np.empty((batch_size, CLASSES), dtype=DTYPE)
 
 
-def nnctl_epoch(trainer: NnctlTrainer, data: Dataset, order: np.ndarray) -> float:
-    """One pass of nnctl training over the rows ``order`` (full batches only); mean batch loss.
+def w1_config(batch_size: int, seed: int = 1, lr: float = LEARNING_RATE, epochs: int = 1) -> Config:
+    """The W1 student as an nnctl config: plain SGD, float32, no normalization (the data are N(0, 1)),
+    no held-out rows, shuffled every epoch."""
+    return validate_config(
+        {
+            "name": "w1",
+            "seed": seed,
+            "dtype": "float32",
+            "data": {"path": "w1", "validation": 0, "test": 0, "normalize": "none", "shuffle": True},
+            "model": {
+                "layers": [
+                    {"units": HIDDEN[0], "activation": "relu"},
+                    {"units": HIDDEN[1], "activation": "relu"},
+                    {"units": CLASSES, "activation": "softmax"},
+                ]
+            },
+            "cost": "cce",
+            "training": {"epochs": epochs, "batch_size": batch_size, "learning_rate": lr},
+        },
+        "W1 benchmark config",
+    )
 
-    This is nnctl's real training step, the only nnctl training code any suite times:
-    gather the batch rows with ``np.take(..., out=buffer, mode="clip")`` (as ``Split.gather`` in
-    nnctl/training.py does; "clip" skips the copy that "raise" makes to protect ``out``),
-    ``loss, grads = net.gradients(xb, tb)``, ``optimizer.update(net.parameters(), grads, state, lr)``.
+
+def w1_table(data: Dataset) -> Table:
+    """W1 as the table a reader returns: the float32 features themselves (no copy), labels 0-9."""
+    labels = data.y.astype(np.float64).reshape(-1, 1)
+    return Table(data.X, labels, [f"x{i}" for i in range(FEATURES)], ["label"], "W1")
+
+
+class ProductTrainer:
+    """nnctl's own training loop on W1: ``Trainer`` over ``prepare_table`` (one epoch per call)."""
+
+    def __init__(self, data: Dataset, batch_size: int, seed: int = 1, lr: float = LEARNING_RATE) -> None:
+        self.config = w1_config(batch_size, seed, lr)
+        self.prepared: Prepared = prepare_table(self.config, w1_table(data))
+        self.net = build_network(self.config, FEATURES)
+
+    def epoch(self, _order: object = None) -> float:
+        """One epoch over every row, in the trainer's own seeded shuffle; the epoch's train loss.
+        A new ``Trainer`` each call continues from the network's current weights (plain SGD keeps
+        no state but its step count)."""
+        history = Trainer(self.prepared, self.net).fit()
+        return float(history[-1]["train_loss"])
+
+
+def nnctl_epoch(trainer: NnctlTrainer, data: Dataset, order: np.ndarray) -> float:
+    """One pass of the bare nnctl step over the rows ``order`` (full batches only); mean batch loss.
+
+    The trainer's step without the trainer around it: gather the batch rows with
+    ``np.take(..., out=buffer, mode="clip")`` (as ``Split.gather`` in nnctl/training/prepare.py
+    does), ``loss, grads = net.gradients(xb, tb)``, ``optimizer.update(net.parameters(), grads, state,
+    lr)``. Only the roofline suite times this; ``ProductTrainer`` is the product.
     """
     net, optimizer, state, lr = trainer.net, trainer.optimizer, trainer.state, trainer.lr
     xb, tb, batch = trainer.xb, trainer.tb, trainer.batch_size

@@ -246,3 +246,30 @@ def config_component(key: str, spec: object) -> object:
     for part in key.split("."):
         value = getattr(value, part)
     return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Independent recomputation of what a run saw
+
+
+def split_of(ckpt: NumpyCheckpoint, rows: int, strata: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The train/validation/test row indices of a run, rebuilt from its stored config through the
+    public split functions (same seed, same stream): ``{"train": ..., "validation": ..., "test": ...}``."""
+    from nnctl.data.splits import split_indices
+    from nnctl.training.prepare import random_streams
+
+    data = ckpt.config["data"]
+    rng = random_streams(ckpt.config["seed"])["split"]
+    parts = split_indices(rows, data["validation"], data["test"], rng, strata)
+    return dict(zip(("train", "validation", "test"), parts, strict=True))
+
+
+def cce_loss_and_accuracy(ckpt: NumpyCheckpoint, x_raw: np.ndarray, labels: list[str]) -> tuple[float, float]:
+    """Mean categorical cross-entropy (2.18) and accuracy of a softmax checkpoint on raw rows, in
+    float64 NumPy from the checkpoint's own arrays."""
+    truth = np.array([ckpt.classes.index(label) for label in labels])
+    z, _ = forward(ckpt, x_raw)
+    shifted = z - z.max(axis=1, keepdims=True)
+    log_softmax = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    loss = -log_softmax[np.arange(len(truth)), truth].mean()
+    return float(loss), float(np.mean(z.argmax(axis=1) == truth))

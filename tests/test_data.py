@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 
 from nnctl.data.builtins import BUILTINS
 from nnctl.data.load import load_table
-from nnctl.data.normalize import Normalizer
 from nnctl.data.splits import split_indices
 from nnctl.data.table import Table
 from nnctl.data.targets import TASKS, TargetEncoder, describe_targets, infer_task
@@ -581,44 +580,6 @@ def test_split_fraction_errors() -> None:
     with pytest.raises(DataError, match="too small") as info:
         split_indices(1, 0.0, 0.6, np.random.default_rng(0))
     assert info.value.hint is not None
-
-
-# ---------------------------------------------------------------------------------------------
-# Normalizer
-
-
-def test_standard_normalizer_uses_training_rows_only() -> None:
-    rng = np.random.default_rng(0)
-    x = rng.normal(5.0, 3.0, size=(200, 3))
-    train, rest = x[:150], x[150:] * 10.0
-    norm = Normalizer.fit("standard", train)
-    np.testing.assert_allclose(norm.shift, train.mean(axis=0))
-    np.testing.assert_allclose(norm.scale, train.std(axis=0))
-    z = norm.apply(train, np.float64)
-    np.testing.assert_allclose(z.mean(axis=0), 0.0, atol=1e-12)
-    np.testing.assert_allclose(z.std(axis=0), 1.0)
-    np.testing.assert_allclose(norm.apply(rest, np.float64), (rest - train.mean(0)) / train.std(0))
-
-
-def test_minmax_normalizer_and_constant_columns() -> None:
-    x = np.array([[1.0, 7.0, 0.1], [3.0, 7.0, 0.1], [2.0, 7.0, 0.1]])
-    norm = Normalizer.fit("minmax", x)
-    np.testing.assert_array_equal(norm.apply(x, np.float64)[:, 0], [0.0, 1.0, 0.5])
-    assert norm.scale.tolist() == [2.0, 1.0, 1.0]
-    std = Normalizer.fit("standard", np.full((10, 1), 0.1))  # mean has rounding noise; scale stays 1
-    assert std.scale.tolist() == [1.0] and np.abs(std.apply(np.full((10, 1), 0.1))).max() < 1e-15
-
-
-def test_none_normalizer_casts_and_dtypes_agree() -> None:
-    x = np.asfortranarray(np.random.default_rng(0).normal(size=(20, 4)))
-    none = Normalizer.fit("none", x)
-    assert none.shift.tolist() == [0.0] * 4 and none.scale.tolist() == [1.0] * 4
-    out = none.apply(x)
-    assert out.dtype == np.float32 and out.flags.c_contiguous
-    norm = Normalizer.fit("standard", x)
-    np.testing.assert_array_equal(norm.apply(x, np.float32), norm.apply(x, np.float64).astype(np.float32))
-    with pytest.raises(ValueError):
-        Normalizer.fit("robust", x)
 
 
 # ---------------------------------------------------------------------------------------------

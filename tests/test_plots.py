@@ -8,6 +8,7 @@ message a user without it gets.
 
 from __future__ import annotations
 
+import csv
 import struct
 import subprocess
 import sys
@@ -138,6 +139,53 @@ def test_plot_figures_show_their_curves(mpl: None, iris_run: Path, tmp_path: Pat
     lr = svg_text(ET.parse(tmp_path / "lr.svg").getroot())
     assert "learning rate" in lr
     assert "legend_1" not in {e.get("id") for e in ET.parse(tmp_path / "lr.svg").getroot().iter()}
+
+
+def history_columns(run: Path) -> dict[str, list[float]]:
+    with (run / "history.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    return {name: [float(row[name]) for row in rows] for name in rows[0]}
+
+
+def plotted(figure: object) -> dict[str, tuple[list[float], list[float]]]:
+    """label -> (x data, y data) of every line on the figure's one axes."""
+    (axes,) = figure.axes  # type: ignore[attr-defined]
+    return {
+        line.get_label(): ([float(v) for v in line.get_xdata()], [float(v) for v in line.get_ydata()])
+        for line in axes.get_lines()
+    }
+
+
+def test_plotted_lines_are_the_history(mpl: None, iris_run: Path) -> None:
+    """Every curve's points are history.csv's numbers: epochs on x, the column on y."""
+    from nnctl.cli.plots import run_figures
+
+    columns = history_columns(iris_run)
+    epochs = columns["epoch"]
+    assert epochs == list(range(1, 16))
+    figures = run_figures(iris_run)
+    assert list(figures) == ["loss", "metric", "lr"]
+    assert plotted(figures["loss"]) == {
+        "train": (epochs, columns["train_loss"]),
+        "validation": (epochs, columns["val_loss"]),
+    }
+    assert plotted(figures["metric"]) == {"validation accuracy": (epochs, columns["val_accuracy"])}
+    assert plotted(figures["lr"]) == {"learning rate": (epochs, columns["lr"])}
+    assert len(set(columns["lr"])) > 2  # warmup then cosine: a curve, not a flat line
+
+
+def test_regression_and_no_validation_plot_their_own_columns(mpl: None, tmp_path: Path) -> None:
+    from nnctl.cli.plots import run_figures
+
+    run = train(CONFIGS / "diabetes.yaml", tmp_path / "diabetes", "training.epochs=4")
+    columns = history_columns(run)
+    assert plotted(run_figures(run)["metric"]) == {"validation r2": (columns["epoch"], columns["val_r2"])}
+
+    run = train(CONFIGS / "iris.yaml", tmp_path / "noval", "training.epochs=3", "data.validation=0")
+    columns = history_columns(run)
+    figures = run_figures(run)
+    assert list(figures) == ["loss", "lr"]
+    assert plotted(figures["loss"]) == {"train": (columns["epoch"], columns["train_loss"])}
 
 
 def test_regression_run_plots_r2(mpl: None, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ in-process, with ``os.replace`` / ``np.savez`` / ``fsync`` failing half-way.
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import pickle
@@ -20,6 +21,8 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -367,16 +370,22 @@ def test_bad_config_is_refused_with_key_and_line(case: str, tmp_path: Path) -> N
     config = write(tmp_path / f"{case}.yaml", text)
     result = nnctl("check", config, cwd=tmp_path)
     assert_fails(result, 2, *needles)
-    assert result.seconds < 30
+
+
+#: The child may map at most 2 GiB: allocating the 16 GB layer below would be a MemoryError.
+ADDRESS_SPACE_LIMIT = """
+import resource
+resource.setrlimit(resource.RLIMIT_AS, (2 * 1024**3, 2 * 1024**3))
+"""
 
 
 def test_absurd_layer_is_refused_with_a_memory_figure_before_allocating(tmp_path: Path) -> None:
     config = write(tmp_path / "huge.yaml", iris_config().replace("units: 8,", "units: 1000000000,"))
     for command in (("check", config), ("train", config, "--out", tmp_path / "run")):
-        result = nnctl(*command, cwd=tmp_path, timeout=60)
+        # nothing is allocated: under a 2 GiB address-space limit the refusal is still the message
+        result = nnctl(*command, cwd=tmp_path, timeout=60, prelude=ADDRESS_SPACE_LIMIT)
         assert_fails(result, 2, "model.layers", "parameters", "GiB", "limit")
         assert re.search(r"\d[\d.,]* GiB", result.stderr), result.stderr
-        assert result.seconds < 30  # nothing was allocated: 10^9 x 4 floats would take minutes
     assert not (tmp_path / "run" / "last.npz").exists()
 
 
@@ -831,3 +840,160 @@ def test_loader_checks_train_state_meta_and_classes(run_copy: Path, tmp_path: Pa
         with pytest.raises(CheckpointError, match=re.escape(needle)):
             load_checkpoint(bad)
         assert name
+
+
+# ---------------------------------------------------------------------------------------------
+# The loader's refusal branches, one tampered file each
+
+
+def members_of(src: Path) -> list[tuple[str, bytes]]:
+    """The archive's members as (name, raw .npy bytes), in order."""
+    with zipfile.ZipFile(src) as archive:
+        return [(info.filename, archive.read(info)) for info in archive.infolist()]
+
+
+def write_members(dst: Path, members: list[tuple[str, bytes]]) -> Path:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the duplicate name on purpose
+        with zipfile.ZipFile(dst, "w") as archive:
+            for name, data in members:
+                archive.writestr(name, data)
+    return dst
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def stored_config(src: Path) -> dict:
+    return json.loads(str(arrays_of(src)["config"]))
+
+
+def _duplicate_member(src: Path, dst: Path) -> Path:
+    members = members_of(src)
+    w1 = next(data for name, data in members if name == "W1.npy")
+    return write_members(dst, [*members, ("W1.npy", w1)])
+
+
+def _header_claims_more_than_it_holds(src: Path, dst: Path) -> Path:
+    members = [(n, d[:-4] if n == "b1.npy" else d) for n, d in members_of(src)]  # 1 of 8 floats cut
+    return write_members(dst, members)
+
+
+def _npy_format_3(src: Path, dst: Path) -> Path:
+    members = members_of(src)
+    header = np.lib.format.magic(3, 0)
+    return write_members(dst, [(n, header + d[8:] if n == "b2.npy" else d) for n, d in members])
+
+
+def _member_not_npy(src: Path, dst: Path) -> Path:
+    return write_members(dst, [*members_of(src), ("run.py", b"print('hi')")])
+
+
+def _other_optimizer(src: Path, dst: Path) -> Path:
+    W1 = arrays_of(src)["W1"]
+    return rewrite(src, dst, opt_m_0=np.zeros_like(W1))  # adam's first moment in an sgd checkpoint
+
+
+def _config_names_adam(src: Path, dst: Path) -> Path:
+    config = stored_config(src)
+    config["training"]["optimizer"] = {"name": "adam"}
+    return rewrite(src, dst, config=np.array(json.dumps(config)))
+
+
+def _regression_with_classes(src: Path, dst: Path) -> Path:
+    config = {**stored_config(src), "cost": "quadratic"}  # with an identity output: regression fits
+    config["model"]["layers"][-1]["activation"] = {"name": "identity"}
+    return rewrite(src, dst, **with_meta(src, task="regression"), config=np.array(json.dumps(config)))
+
+
+def _extra_layer(src: Path, dst: Path) -> Path:
+    return rewrite(src, dst, W3=np.zeros((3, 3), np.float32), b3=np.zeros(3, np.float32))
+
+
+def _task_against_config(src: Path, dst: Path) -> Path:
+    config = stored_config(src)
+    config["data"]["task"] = "multilabel"
+    return rewrite(src, dst, config=np.array(json.dumps(config)))
+
+
+def _schedule_state_of_another_schedule(src: Path, dst: Path) -> Path:
+    state = json.loads(str(arrays_of(src)["train_state"]))
+    state["loop"]["schedule"] = {"scale": 0.5, "best": 0.1, "wait": 0}  # plateau state, constant schedule
+    return rewrite(src, dst, train_state=np.array(json.dumps(state)))
+
+
+def _mid_epoch_without_shuffle_state(src: Path, dst: Path) -> Path:
+    state = json.loads(str(arrays_of(src)["train_state"]))
+    state["loop"].update(batch=3, epoch_start_shuffle=None)
+    meta = json.loads(str(arrays_of(src)["meta"]))
+    meta["batch"] = 3
+    return rewrite(src, dst, train_state=np.array(json.dumps(state)), meta=np.array(json.dumps(meta)))
+
+
+def _loop_epoch_against_meta(src: Path, dst: Path) -> Path:
+    state = json.loads(str(arrays_of(src)["train_state"]))
+    state["loop"]["epoch"] += 1
+    return rewrite(src, dst, train_state=np.array(json.dumps(state)))
+
+
+REFUSALS = {
+    "duplicate member": (_duplicate_member, "the array 'W1' appears twice"),
+    "header vs size": (_header_claims_more_than_it_holds, "'b1' declares 32 bytes of data"),
+    "npy format 3": (_npy_format_3, "'b2' uses .npy format (3, 0)"),
+    "foreign member": (_member_not_npy, "unexpected archive member 'run.py'"),
+    "format marker": (
+        lambda s, d: rewrite(s, d, **with_meta(s, format="pytorch-state-dict")),
+        "format marker is 'pytorch-state-dict'",
+    ),
+    "meta not an object": (
+        lambda s, d: rewrite(s, d, meta=np.array("[1, 2]")),
+        "'meta' must be a JSON object",
+    ),
+    "meta not json": (lambda s, d: rewrite(s, d, meta=np.array("{nope")), "'meta' is not valid JSON"),
+    "extra layer": (_extra_layer, "holds more layers than its stored config describes ('W3'"),
+    "other optimizer's state": (_other_optimizer, "'opt_m_0' does not belong to the stored optimizer (sgd)"),
+    "optimizer state missing": (_config_names_adam, "missing array 'opt_m_0' (the adam optimizer's state"),
+    "task vs config": (_task_against_config, "meta.task is 'classification' but the stored config says"),
+    "task vs cost": (
+        lambda s, d: rewrite(s, d, **with_meta(s, task="regression")),
+        "does not fit the stored cost",
+    ),
+    "classes on regression": (_regression_with_classes, "holds 'classes', but its task is regression"),
+    "schedule state": (_schedule_state_of_another_schedule, "does not fit the stored schedule (constant"),
+    "mid-epoch without shuffle": (
+        _mid_epoch_without_shuffle_state,
+        "saved mid-epoch without the epoch's shuffle",
+    ),
+    "loop vs meta epoch": (
+        _loop_epoch_against_meta,
+        "train_state.loop.epoch (3) differs from meta.epoch (2)",
+    ),
+    "negative step": (lambda s, d: rewrite(s, d, opt_step=np.array(-1)), "opt_step is negative"),
+    "empty feature names": (lambda s, d: rewrite(s, d, feature_names=np.array([], dtype=str)), "is empty"),
+    "repeated feature names": (
+        lambda s, d: rewrite(s, d, feature_names=np.array(["a", "a", "b", "c"])),
+        "'feature_names' repeats a name",
+    ),
+    "norm_shift nan": (
+        lambda s, d: rewrite(s, d, norm_shift=np.array([0.0, np.nan, 0.0, 0.0])),
+        "'norm_shift' contains NaN",
+    ),
+    "norm_shift float32": (
+        lambda s, d: rewrite(s, d, norm_shift=np.zeros(4, np.float32)),
+        "'norm_shift' must be float64 of shape (4,)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+def test_loader_refusal_branches(case: str, run_copy: Path, tmp_path: Path) -> None:
+    make, needle = REFUSALS[case]
+    src = run_copy / "last.npz"
+    load_checkpoint(src)  # the untouched file loads: each case below is its one change
+    bad = make(src, tmp_path / "bad.npz")
+    with pytest.raises(CheckpointError, match=re.escape(needle)) as caught:
+        load_checkpoint(bad)
+    assert str(bad) in caught.value.message

@@ -30,15 +30,6 @@ SHIPPED = sorted(path.stem for path in CONFIGS.glob("*.yaml"))
 XOR_ROWS = [[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 0]]
 
 
-def xor_accuracy_from_predict(checkpoint: Path, data: Path) -> float:
-    lines = ok(invoke("predict", checkpoint, data)).stdout.splitlines()
-    header = lines[0].split(",")
-    column = header.index("p_1") if "p_1" in header else 0
-    outputs = [float(line.split(",")[column]) for line in lines[1:]]
-    assert len(outputs) == 4
-    return sum((o >= 0.5) == bool(row[2]) for o, row in zip(outputs, XOR_ROWS, strict=True)) / 4
-
-
 def test_every_config_is_covered() -> None:
     assert set(SHIPPED) >= REQUIRED, f"missing shipped configs: {sorted(REQUIRED - set(SHIPPED))}"
     uncovered = sorted(set(SHIPPED) - set(THRESHOLDS))
@@ -55,10 +46,6 @@ def test_shipped_config_clears_threshold(tmp_path: Path, stem: str) -> None:
         data = write_csv(tmp_path / "xor.csv", ["x1", "x2", "y"], XOR_ROWS)
         result = eval_json(run / "best.npz", "--data", str(data))
         assert result["samples"] == 4
-        if "accuracy" not in result:
-            # configs/xor.yaml is inferred as regression (see test_xor_eval_reports_accuracy):
-            # measure its accuracy from `nnctl predict` (output >= 0.5 means 1).
-            result["accuracy"] = xor_accuracy_from_predict(run / "best.npz", data)
     else:
         result = eval_json(run / "best.npz")
         assert result["data"].startswith("test split"), result["data"]
@@ -66,7 +53,11 @@ def test_shipped_config_clears_threshold(tmp_path: Path, stem: str) -> None:
     assert result[metric] >= minimum, f"{stem}: {metric} {result[metric]:.4f} < {minimum}"
 
 
-def test_xor_eval_reports_accuracy(tmp_path: Path) -> None:
-    run = train(CONFIGS / "xor.yaml", tmp_path / "run", "training.epochs=5")
+def test_xor_predictions_are_the_xor_truth_table(tmp_path: Path) -> None:
+    """configs/xor.yaml is a classifier (data.task): eval reports accuracy, predict prints labels."""
+    run = train(CONFIGS / "xor.yaml", tmp_path / "run")
     data = write_csv(tmp_path / "xor.csv", ["x1", "x2", "y"], XOR_ROWS)
-    assert "accuracy" in eval_json(run / "best.npz", "--data", str(data))
+    assert eval_json(run / "best.npz", "--data", str(data))["task"] == "classification"
+    lines = ok(invoke("predict", run / "best.npz", data)).stdout.splitlines()
+    assert lines[0].split(",")[0] == "y"
+    assert [line.split(",")[0] for line in lines[1:]] == [str(row[2]) for row in XOR_ROWS]

@@ -9,11 +9,12 @@ from __future__ import annotations
 import csv
 import glob
 import io
+import itertools
+import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_futures
@@ -29,7 +30,7 @@ from sweep_faults import kill_one_worker
 from typer.testing import CliRunner
 
 from nnctl.cli.app import app
-from nnctl.cli.sweep import Display, sweep_main
+from nnctl.cli.sweep import sweep_main
 from nnctl.config import load_config
 from nnctl.errors import NnctlError
 from nnctl.sweep.plan import build_plan
@@ -122,6 +123,63 @@ def test_local_pool_grid_matches_nnctl_train(pool_sweep, references) -> None:
         assert row["monitor"] == "val_loss" and float(row["value"]) > 0 and row["best_epoch"]
     assert {row["rank"] for row in summary(out).values()} == {"1", "2", "3", "4"}
     assert "t001-lr0.01-units8" in output and "ranked by val_loss" in output
+
+
+def history_of(folder: Path) -> list[dict[str, str]]:
+    with (folder / "history.csv").open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def assert_summary_is_the_histories(out: Path, monitor: str, maximize: bool) -> list[dict[str, str]]:
+    """Each row's value and best epoch are the best of its trial's history.csv; ranks follow them
+    (ties in trial order). Returns the rows in rank order."""
+    with (out / "summary.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    done = [row for row in rows if row["status"] == "done"]
+    for row in done:
+        epochs = history_of(out / row["name"])
+        values = [float(e[monitor]) for e in epochs]
+        best = max(values) if maximize else min(values)
+        assert row["monitor"] == monitor
+        assert float(row["value"]) == best, (row, values)
+        assert int(row["best_epoch"]) == int(epochs[values.index(best)]["epoch"])
+        assert int(row["epochs"]) == len(epochs)
+    sign = -1.0 if maximize else 1.0
+    order = sorted(done, key=lambda row: (sign * float(row["value"]), rows.index(row)))
+    assert [row["rank"] for row in order] == [str(rank) for rank in range(1, len(order) + 1)]
+    assert all(row["rank"] == "" for row in rows if row["status"] != "done")
+    return order
+
+
+def test_summary_rows_ranks_and_values(pool_sweep) -> None:
+    out, _ = pool_sweep
+    with (out / "summary.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    # one row per grid point, in plan order: the product of the two lists, first key slowest
+    assert [row["overrides"] for row in rows] == [overrides_of(lr, units) for lr in LRS for units in UNITS]
+    assert [row["name"] for row in rows] == [
+        f"t00{i + 1}-lr{lr}-units{units}" for i, (lr, units) in enumerate((a, b) for a in LRS for b in UNITS)
+    ]
+    assert all(row["status"] == "done" and row["attempts"] == "1" and row["error"] == "" for row in rows)
+    order = assert_summary_is_the_histories(out, "val_loss", maximize=False)
+    assert len({row["value"] for row in order}) == 4  # four different values: the ranking is a real order
+    winner = load_config(out / "best.yaml")
+    assert winner.name == f"iris-{order[0]['name']}"
+
+
+def test_ranking_on_a_maximized_metric(tmp_path) -> None:
+    out = tmp_path / "sweep"
+    code, output = nnctl(
+        "sweep", IRIS, "--set", "training.epochs=3", "--monitor", "val_accuracy",
+        "--grid", "training.learning_rate=[0.0002, 0.2, 0.002]", "--jobs", "1", "--out", out,
+    )  # fmt: skip
+    assert code == 0, output
+    assert "ranked by val_accuracy" in output
+    order = assert_summary_is_the_histories(out, "val_accuracy", maximize=True)
+    values = [float(row["value"]) for row in order]
+    assert values == sorted(values, reverse=True) and values[0] > values[-1]
+    assert order[0]["overrides"] == "training.learning_rate=0.2"  # the highest accuracy, not the lowest
+    assert load_config(out / "best.yaml").training.learning_rate == 0.2
 
 
 def test_dask_local_cluster_grid_matches_nnctl_train(tmp_path, references) -> None:
@@ -220,14 +278,17 @@ def test_killed_worker_is_retried_and_the_sweep_completes(tmp_path, references) 
 
 
 class FakePool:
-    """A local pool in miniature: the trial named ``bad`` kills its process every time, which (as in
-    ProcessPoolExecutor) breaks every future of that pool."""
+    """A local pool in miniature, without timers: the trial named ``*lr0.05`` kills its process the
+    moment it is submitted, which (as in ProcessPoolExecutor) breaks every future of that pool; the
+    other trials finish only when the runner has nothing else to do (``finish_idle``), so they are
+    always in flight when the pool breaks, however slow the machine."""
 
     breaks_all = True
 
     def __init__(self) -> None:
         self.generation = 1
         self.pending: list[tuple[int, Future]] = []
+        self.unfinished: list[Future] = []
 
     def describe(self) -> str:
         return "fake"
@@ -237,13 +298,11 @@ class FakePool:
 
     def submit(self, task: Any) -> Future:
         future: Future = Future()
-        generation = self.generation
-        self.pending.append((generation, future))
+        self.pending.append((self.generation, future))
         if "lr0.05" in task.name:
-            threading.Timer(0.02, self._break, (generation,)).start()
+            self._break(self.generation)
         else:
-            outcome = TrialOutcome("done", "", [{"epoch": 1, "val_loss": 0.5}], None, None, 0.1, "fake")
-            threading.Timer(0.2, self._finish, (future, outcome)).start()
+            self.unfinished.append(future)
         return future
 
     def _break(self, generation: int) -> None:
@@ -251,9 +310,12 @@ class FakePool:
             if gen == generation and not future.done():
                 future.set_exception(BrokenProcessPool("a process died"))
 
-    def _finish(self, future: Future, outcome: TrialOutcome) -> None:
-        if not future.done():
-            future.set_result(outcome)
+    def finish_idle(self) -> None:
+        outcome = TrialOutcome("done", "", [{"epoch": 1, "val_loss": 0.5}], None, None, 0.1, "fake")
+        for future in self.unfinished:
+            if not future.done():
+                future.set_result(outcome)
+        self.unfinished.clear()
 
     def is_lost(self, exc: BaseException) -> bool:
         return isinstance(exc, BrokenProcessPool)
@@ -265,6 +327,20 @@ class FakePool:
         self.generation += 1
 
 
+class FinishWhenIdle:
+    """The runner's observer: when the runner waits with nothing to submit, the pool's trials finish."""
+
+    def __init__(self, pool: FakePool) -> None:
+        self.pool = pool
+
+    def refresh(self) -> None:
+        self.pool.finish_idle()
+
+    def started(self, trial: Any) -> None: ...
+    def retrying(self, trial: Any, note: str) -> None: ...
+    def finished(self, trial: Any) -> None: ...
+
+
 @pytest.mark.parametrize("retries", [0, 1])
 def test_a_trial_that_keeps_killing_its_worker_fails_alone(tmp_path, retries) -> None:
     plan = build_plan(
@@ -273,7 +349,8 @@ def test_a_trial_that_keeps_killing_its_worker_fails_alone(tmp_path, retries) ->
     )  # fmt: skip
     out = tmp_path / "sweep"
     find_finished(out, plan)
-    Runner(plan, FakePool(), out, retries, Display(Console(), True, plan)).run()
+    pool = FakePool()
+    Runner(plan, pool, out, retries, FinishWhenIdle(pool)).run()
     by_name = {t.name: t for t in plan.trials}
     bad = by_name["t002-lr0.05"]
     assert bad.status == "failed" and "worker lost" in bad.error
@@ -307,6 +384,34 @@ def test_rerun_skips_trials_already_done(tmp_path) -> None:
     assert code == 0 and "2 done earlier" in output and "nothing left to run" in output
 
 
+def test_rerun_runs_failed_trials_again(tmp_path) -> None:
+    """A re-run skips finished trials and runs the failed ones again (their failure is recorded anew)."""
+    out = tmp_path / "sweep"
+    args = ["sweep", DIABETES, "--set", "training.epochs=2", "--grid", "training.learning_rate=[0.0005, 1e6]",
+            "--jobs", "1", "--out", out]  # fmt: skip
+    code, output = nnctl(*args)
+    assert code == 0, output
+    rows = summary(out)
+    done, failed = rows["training.learning_rate=0.0005"], rows["training.learning_rate=1000000.0"]
+    assert (done["status"], failed["status"]) == ("done", "failed")
+    done_marker, failed_marker = out / done["name"] / "trial.json", out / failed["name"] / "trial.json"
+    (done_stamp, failed_stamp) = (done_marker.stat().st_mtime_ns, failed_marker.stat().st_mtime_ns)
+    record = json.loads(failed_marker.read_text())
+    failed_marker.write_text(json.dumps({**record, "seconds": -1.0}))  # a value no run writes
+
+    code, output = nnctl(*args)
+    assert code == 0, output
+    assert "1 done earlier" in output
+    assert done_marker.stat().st_mtime_ns == done_stamp  # not trained again
+    assert failed_marker.stat().st_mtime_ns != failed_stamp  # trained again, recorded again
+    record = json.loads(failed_marker.read_text())
+    assert record["status"] == "failed" and record["seconds"] != -1.0
+    rows = summary(out)
+    again = rows["training.learning_rate=1000000.0"]
+    assert again["status"] == "failed" and "diverged" in again["error"] and again["name"] == failed["name"]
+    assert rows["training.learning_rate=0.0005"]["rank"] == "1"
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="needs POSIX signals")
 def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(tmp_path) -> None:
     out = tmp_path / "sweep"
@@ -317,9 +422,11 @@ def test_ctrl_c_stops_cleanly_and_the_rerun_resumes(tmp_path) -> None:
     process = subprocess.Popen(
         command + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **ENV}
     )
-    deadline = time.monotonic() + 60
+    hang_guard = time.monotonic() + 600  # a stuck sweep fails the test instead of hanging it
     while not glob.glob(str(out / "*" / "trial.json")) and process.poll() is None:
-        assert time.monotonic() < deadline, "no trial finished within a minute"
+        if time.monotonic() > hang_guard:
+            process.kill()
+            pytest.fail("the sweep neither finished a trial nor exited: hung")
         time.sleep(0.02)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=60)
@@ -410,6 +517,63 @@ def test_sweep_section_inside_the_config_and_grid_sampling(tmp_path) -> None:
     narrowed = build_plan(path, grid=["training.batch_size=[64]"], random=None, seed=0, monitor=None,
                           overrides=[])  # fmt: skip
     assert len(narrowed.trials) == 2
+
+
+def test_random_samples_stay_in_their_bounds_and_cover_them() -> None:
+    section = {
+        "random": {
+            "training.learning_rate": {"loguniform": [1e-4, 1e-1]},
+            "training.weight_decay": {"uniform": [0.0, 0.5]},
+            "model.layers[0].units": {"uniform": [4.2, 9.7], "integer": True},
+            "training.batch_size": {"choice": [8, 16, 32]},
+        },
+        "grid": {"training.optimizer": ["sgd", "adam"]},
+    }
+    spec, _ = parse_sweep_section(section, "space.yaml")
+    samples = [dict(trial) for trial in sample_assignments(spec, 600, seed=5)]
+    assert len(samples) == 600
+    lrs = np.array([s["training.learning_rate"] for s in samples])
+    decays = np.array([s["training.weight_decay"] for s in samples])
+    units = [s["model.layers[0].units"] for s in samples]
+    assert lrs.min() >= 1e-4 and lrs.max() <= 1e-1
+    # log-uniform: each decade gets about a third of the samples (uniform would put 90 % in the last)
+    decades = np.histogram(np.log10(lrs), bins=[-4, -3, -2, -1])[0] / len(lrs)
+    assert np.all(np.abs(decades - 1 / 3) < 0.08), decades
+    assert decades[-1] < 0.5
+    assert decays.min() >= 0.0 and decays.max() <= 0.5
+    assert abs(np.mean(decays < 0.25) - 0.5) < 0.08  # uniform: half below the middle
+    assert all(isinstance(u, int) for u in units) and set(units) == {
+        5,
+        6,
+        7,
+        8,
+        9,
+    }  # rounded inside [4.2, 9.7]
+    assert {s["training.batch_size"] for s in samples} == {8, 16, 32}
+    assert {s["training.optimizer"] for s in samples} == {"sgd", "adam"}  # grid keys drawn from their lists
+    assert sample_assignments(spec, 600, seed=5) == sample_assignments(spec, 600, seed=5)  # seeded
+
+
+def test_grid_is_the_full_product_first_key_slowest() -> None:
+    lrs, units, activations = [0.1, 0.01], [4, 8, 16], ["tanh", "relu"]
+    section = {
+        "grid": {
+            "training.learning_rate": lrs,
+            "model.layers[0].units": units,
+            "model.layers[0].activation": activations,
+        }
+    }
+    spec, _ = parse_sweep_section(section, "grid.yaml")
+    points = sample_assignments(spec, None, seed=0)
+    keys = ["training.learning_rate", "model.layers[0].units", "model.layers[0].activation"]
+    assert points == [list(zip(keys, p, strict=True)) for p in itertools.product(lrs, units, activations)]
+    assert len(points) == 12
+    # --random N over a grid: N distinct points of that product, in product order
+    picked = sample_assignments(spec, 5, seed=2)
+    assert len(picked) == 5 and all(point in points for point in picked)
+    assert len({repr(point) for point in picked}) == 5
+    assert [points.index(point) for point in picked] == sorted(points.index(point) for point in picked)
+    assert sample_assignments(spec, 50, seed=2) == points  # more than the grid holds: all of it
 
 
 def test_spec_parsing_errors() -> None:

@@ -13,12 +13,12 @@ import copy
 import csv
 import json
 import math
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from helpers import cce_loss_and_accuracy, csv_column, csv_columns, read_checkpoint, split_of
 from typer.testing import CliRunner
 
 from nnctl.checkpoint import load_checkpoint
@@ -33,6 +33,7 @@ from nnctl.workflows import plan_training, prepare_for_plan, run_training
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 IRIS = CONFIGS / "iris.yaml"
+IRIS_CSV = REPO / "datasets" / "iris.csv"
 ENV = {"COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"}
 
 
@@ -577,8 +578,17 @@ def test_dropout_training_is_seeded_and_actually_drops(tmp_path: Path) -> None:
     assert not np.array_equal(wa["W1"], wp["W1"])
     ha, hb = history(a), history(b)
     assert [r["train_loss"] for r in ha] == [r["train_loss"] for r in hb]
-    # validation is evaluated without dropout: re-evaluating the saved weights gives the same loss
-    assert float(ha[-1]["val_loss"]) == meta(a / "last.npz")["metrics"]["val_loss"]
+    # Validation is evaluated without dropout: the loss recomputed in NumPy from the saved weights
+    # on the validation rows (rebuilt from the seed) is the recorded one. With a mask applied at
+    # evaluation the recorded loss would be that of a random sub-network, far from this.
+    ckpt = read_checkpoint(a / "last.npz")
+    labels = csv_column(IRIS_CSV, "species")
+    strata = np.array([ckpt.classes.index(label) for label in labels])
+    rows = split_of(ckpt, len(labels), strata)["validation"]
+    x = csv_columns(IRIS_CSV, ckpt.feature_names)[rows]
+    loss, accuracy = cce_loss_and_accuracy(ckpt, x, [labels[i] for i in rows])
+    assert float(ha[-1]["val_loss"]) == pytest.approx(loss, rel=1e-5)
+    assert float(ha[-1]["val_accuracy"]) == pytest.approx(accuracy, abs=1e-12)
 
 
 def test_dropout_mask_and_evaluation() -> None:
@@ -606,11 +616,12 @@ def test_dropout_mask_and_evaluation() -> None:
     assert abs(kept.mean() - (1 - rate)) < 0.05  # 90 x 16 draws
     assert abs(mask.mean() - 1.0) < 0.07  # inverted dropout keeps the expected activation
 
-    # the same generator state gives the same mask (seeded)
+    # the same generator state gives the same mask (seeded), in the network's dtype
     m1 = net.forward_pass(x, np.random.default_rng(7)).masks[0]
     m2 = net.forward_pass(x, np.random.default_rng(7)).masks[0]
     np.testing.assert_array_equal(m1, m2)
-    assert m1.dtype == net.dtype
+    assert m1.dtype == net.layers[0].W.dtype
+    assert not np.array_equal(m1, net.forward_pass(x, np.random.default_rng(8)).masks[0])
 
     # backprop through the mask: a unit dropped for the only sample gets no weight gradient
     rng = np.random.default_rng(3)
@@ -747,13 +758,66 @@ def test_trace_adds_per_layer_columns(tmp_path: Path) -> None:
     plain_rows, traced_rows = history(plain), history(traced)
     extra = [c for c in traced_rows[0] if c not in plain_rows[0]]
     assert {"l1_grad", "l1_update_ratio", "l1_saturated", "l2_grad", "l2_update_ratio"} <= set(extra)
-    for row in traced_rows:
-        assert float(row["l1_grad"]) > 0 and 0 < float(row["l1_update_ratio"]) < 1
-        assert 0 <= float(row["l1_saturated"]) <= 1
     # tracing observes; it does not change the training
     a, b = npz(plain / "last.npz"), npz(traced / "last.npz")
     for key in parameter_keys(a):
         np.testing.assert_array_equal(a[key], b[key])
+
+
+def expected_trace(net: Any, x: np.ndarray, t: np.ndarray, lr: float, epochs: int) -> list[dict[str, float]]:
+    """The trace columns written out from their definitions, replaying full-batch SGD (1.32) on a
+    copy: mean |dC/dW| per layer, ||W_after - W_before|| / ||W_before||, the fraction of relu units
+    that are 0 on every row, the fraction of tanh outputs within 1% of the range from +-1."""
+    net = copy.deepcopy(net)
+    records = []
+    for _ in range(epochs):
+        activations = net.forward_pass(x).a
+        _, grads = net.gradients(x, t)
+        record: dict[str, float] = {}
+        for index, layer in enumerate(net.layers):
+            name, before = layer.activation.name, layer.W.copy()
+            record[f"l{index + 1}_grad"] = float(np.mean(np.abs(grads[2 * index])))
+            layer.W -= lr * grads[2 * index]
+            layer.b -= lr * grads[2 * index + 1]
+            change = np.sqrt(np.sum((layer.W - before) ** 2)) / np.sqrt(np.sum(before**2))
+            record[f"l{index + 1}_update_ratio"] = float(change)
+            a = activations[index]
+            if name == "relu":
+                record[f"l{index + 1}_dead"] = float(np.mean(np.all(a == 0, axis=0)))
+            elif name == "tanh":
+                record[f"l{index + 1}_saturated"] = float(np.mean(np.abs(a) > 1 - 0.02))
+        records.append(record)
+    return records
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_trace_columns_follow_their_formulas_on_full_batch_sgd(activation: str) -> None:
+    lr, epochs = 0.5, 3
+    _cfg, prepared, net = in_process(
+        "dtype=float64",
+        "training.optimizer=sgd",
+        f"training.learning_rate={lr}",
+        "training.batch_size=1000",  # one step per epoch: each record is one step's values
+        f"training.epochs={epochs}",
+        "training.trace=true",
+        f"model.layers[0].activation={activation}",
+        "model.layers[0].units=6",
+    )
+    hidden = net.layers[0]
+    if activation == "relu":  # unit 2 is dead on every row (zero weights, negative bias), and stays so
+        hidden.W[2], hidden.b[2] = 0.0, -1.0
+    else:  # large weights on unit 0: saturated tanh on most rows
+        hidden.W[0] *= 40.0
+    want = expected_trace(net, prepared.train.x, prepared.train.t, lr, epochs)
+    trainer = Trainer(prepared, net)
+    trainer.fit()
+    assert trainer.loop.step == epochs
+    for got, expected in zip(trainer.history, want, strict=True):
+        assert {k: got[k] for k in expected} == pytest.approx(expected, rel=1e-9, abs=1e-15)
+    if activation == "relu":
+        assert [r["l1_dead"] for r in trainer.history] == [1 / 6] * epochs
+    else:
+        assert all(r["l1_saturated"] > 0.05 for r in trainer.history)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -769,12 +833,9 @@ def test_digits_adam_example_reaches_its_threshold(tmp_path: Path) -> None:
     assert training.early_stopping is not None
     assert cfg.data.path == "../datasets/digits.csv"
 
-    started = time.perf_counter()
     run = train(tmp_path / "digits", config=config)
-    elapsed = time.perf_counter() - started
     result = eval_json(run / "best.npz")
     assert result["accuracy"] >= 0.95, result["accuracy"]
-    assert elapsed < 20, f"digits_adam took {elapsed:.1f} s"
     rows = history(run)
     lrs = [float(r["lr"]) for r in rows]
     assert lrs[0] < lrs[training.schedule.warmup_epochs - 1] == training.learning_rate  # warmup

@@ -108,6 +108,15 @@ def plot_run(run_dir: Path | str, out_dir: Path | str | None = None) -> list[Pat
     """
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir is not None else run_dir
+    written: list[Path] = []
+    for stem, figure in run_figures(run_dir).items():
+        written += _save_both(figure, out / stem)
+    return written
+
+
+def run_figures(run_dir: Path | str) -> dict[str, Any]:
+    """The figures ``plot_run`` writes, by file stem (``loss``, ``metric``, ``lr``), unsaved."""
+    run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise NnctlError(
             f"{run_dir}: no such run folder" if not run_dir.exists() else f"{run_dir}: is not a folder",
@@ -117,34 +126,33 @@ def plot_run(run_dir: Path | str, out_dir: Path | str | None = None) -> list[Pat
     Figure = _figure_class()
     epochs = history["epoch"]
     title = run_dir.resolve().name
-    written: list[Path] = []
+    figures: dict[str, Any] = {}
 
     loss_series = [("train", history["train_loss"])]
     if "val_loss" in history:
         loss_series.append(("validation", history["val_loss"]))
     figure = _line_figure(Figure, epochs, loss_series, f"{title}: loss per epoch", "loss (mean cost)")
     _log_scale_if_wide(figure.axes[0], [v for _, values in loss_series for v in values])
-    written += _save_both(figure, out / "loss")
+    figures["loss"] = figure
 
     metrics = [(name.removeprefix("val_"), history[name]) for name in METRIC_COLUMNS if name in history]
     if metrics:
         label = ", ".join(name for name, _ in metrics)
-        figure = _line_figure(
+        figures["metric"] = _line_figure(
             Figure,
             epochs,
             [(f"validation {name}", values) for name, values in metrics],
             f"{title}: validation {label} per epoch",
             label,
         )
-        written += _save_both(figure, out / "metric")
 
     if "lr" in history:
         figure = _line_figure(
             Figure, epochs, [("learning rate", history["lr"])], f"{title}: learning rate", "learning rate"
         )
         _log_scale_if_wide(figure.axes[0], history["lr"])
-        written += _save_both(figure, out / "lr")
-    return written
+        figures["lr"] = figure
+    return figures
 
 
 def _line_figure(

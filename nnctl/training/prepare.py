@@ -140,6 +140,8 @@ def prepare_table(config: Config, table: Table, *, consume: bool = False) -> Pre
     targets = encoder.encode(table.y, source=table.source).astype(dtype)
     if isinstance(table.x, np.memmap):  # keep the file on disk: normalize each batch as it is read
         features, per_batch = table.x, normalizer
+    elif config.data.normalize == "none":  # nothing to compute: no float64 pass over the data
+        features, per_batch = table.x.astype(dtype, copy=False), None
     else:
         features, per_batch = normalize_features(table.x, normalizer, dtype, in_place=consume), None
 
