@@ -1,0 +1,278 @@
+"""The ASGI application of ``nnctl serve`` (FastAPI), built from a ``Predictor``; importing this module
+starts nothing.
+
+* ``GET /health``: ``{"status": "ok"}``
+* ``GET /info``: task, raw columns with their types and categories, classes, layers, versions, the
+  checkpoint's epoch and metrics
+* ``POST /predict``: one record or a list -> ``{"predictions": [...], "ignored": [...]}``, one entry per
+  record in the order sent
+* ``GET /docs``: OpenAPI docs whose request and answer schemas are built from the checkpoint's columns
+
+Bad requests never answer 500: malformed JSON, a wrong type, a missing column, a non-finite number or
+a cell the preprocessing refuses get 422 with ``detail`` entries naming the record and field and one
+``message`` line; a body over the size limit gets 413 before it is read. Small bodies are answered on
+the event loop (a thread hop costs more than the prediction); large ones in the thread pool, so one
+big batch does not hold up other requests' I/O.
+"""
+
+# No `from __future__ import annotations` here: FastAPI reads the endpoints' annotations at run time,
+# and they name classes imported inside ``create_app`` (FastAPI is an optional dependency).
+import json
+import os
+from collections.abc import Callable
+from typing import Any, Literal
+
+import numpy as np
+
+from nnctl import __version__
+from nnctl.errors import DataError, NnctlError
+from nnctl.export.tabular import CategoricalColumn
+from nnctl.serve.predictor import Predictor
+from nnctl.serve.records import RecordParser, RequestError
+
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+#: Bodies up to this size are parsed and predicted on the event loop itself.
+INLINE_BODY_BYTES = 64 * 1024
+ENV_CHECKPOINT = "NNCTL_SERVE_CHECKPOINT"
+ENV_MAX_BODY = "NNCTL_SERVE_MAX_BODY_BYTES"
+
+
+def _dumps() -> Callable[[Any], bytes]:
+    try:
+        import orjson
+
+        return orjson.dumps
+    except ImportError:
+        return lambda obj: json.dumps(obj, separators=(",", ":")).encode()
+
+
+class BodyTooLarge(Exception):
+    def __init__(self, size: int | None, limit: int) -> None:
+        super().__init__(size)
+        self.size, self.limit = size, limit
+
+
+async def read_body(receive_stream: Any, headers: Any, limit: int) -> bytes:
+    """The request body, refused (``BodyTooLarge``) as soon as it is known to exceed ``limit``."""
+    declared = headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(int(declared), limit)
+    chunks, size = [], 0
+    async for chunk in receive_stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(None, limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class PredictHandler:
+    """Body bytes -> (status, JSON bytes): parsing, validation, prediction; thread-safe."""
+
+    def __init__(self, predictor: Predictor) -> None:
+        self.predictor = predictor
+        self.parser = RecordParser(predictor.preprocessing)
+        self.dumps = _dumps()
+        self.positions = _value_positions(predictor)
+
+    def __call__(self, body: bytes) -> tuple[int, bytes]:
+        try:
+            records = self.parser.parse(body)
+            if records.rows == 0:
+                answers: list[dict[str, Any]] = []
+            elif records.matrix is not None:
+                answers = self._from_matrix(records.matrix)
+            else:
+                answers = self.predictor.predict_columns(records.columns, source="request body")
+        except RequestError as exc:
+            return 422, self.dumps({"detail": exc.errors, "message": exc.message})
+        except DataError as exc:  # a cell the preprocessing refuses (an unknown category, ...)
+            message = exc.message.replace("request body: row ", "record ")
+            return 422, self.dumps(
+                {"detail": [{"loc": ["body"], "msg": message, "type": "value_error"}], "message": message}
+            )
+        return 200, self.dumps({"predictions": answers, "ignored": records.ignored})
+
+    def _from_matrix(self, matrix: np.ndarray) -> list[dict[str, Any]]:
+        """All cells present and numeric: the encoded inputs are the values themselves (and 0 for
+        each missing-value indicator), exactly what the preprocessing gives for such rows."""
+        width = len(self.predictor.preprocessing.feature_names)
+        if self.positions is None:
+            encoded = matrix
+        else:
+            encoded = np.zeros((matrix.shape[0], width))
+            encoded[:, self.positions] = matrix
+        predictor = self.predictor
+        return predictor.answers(predictor.outputs(predictor.normalize(encoded)))
+
+
+def _value_positions(predictor: Predictor) -> np.ndarray | None:
+    """Where each numeric column's value sits among the encoded inputs (None: in the same order)."""
+    if not predictor.numeric_only:
+        return None
+    positions, offset = [], 0
+    for column in predictor.preprocessing.columns:
+        positions.append(offset)
+        offset += 2 if column.indicator else 1
+    return None if offset == len(positions) else np.array(positions)
+
+
+def create_app(predictor: Predictor, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Any:
+    """The FastAPI application answering for ``predictor``."""
+    from fastapi import FastAPI, Request
+    from fastapi.responses import Response
+    from starlette.concurrency import run_in_threadpool
+
+    handler = PredictHandler(predictor)
+    dumps = handler.dumps
+    info = dumps(predictor.info())
+    health = dumps({"status": "ok"})
+    name = predictor.checkpoint.config.name or "model"
+    app = FastAPI(
+        title=f"nnctl serve: {name}",
+        version=__version__,
+        description=f"{predictor.task} with {len(predictor.input_names)} input columns; "
+        f"checkpoint {predictor.checkpoint.path} (epoch {predictor.checkpoint.epoch}).",
+        redoc_url=None,
+    )
+    json_type = "application/json"
+
+    @app.get("/health", summary="Liveness: answers while the server runs")
+    async def get_health() -> Response:
+        return Response(health, media_type=json_type)
+
+    @app.get("/info", summary="The model: task, columns, classes, layers, versions, checkpoint")
+    async def get_info() -> Response:
+        return Response(info, media_type=json_type)
+
+    @app.post(
+        "/predict",
+        summary="Predict one record or a list of records",
+        openapi_extra=_request_body(predictor, handler.parser.model),
+        responses=_responses(predictor),
+    )
+    async def post_predict(request: Request) -> Response:
+        try:
+            body = await read_body(request.stream, request.headers, max_body_bytes)
+        except BodyTooLarge as exc:
+            size = f"{exc.size:,} bytes" if exc.size is not None else "the body"
+            message = f"{size} over the {exc.limit:,}-byte limit (nnctl serve --max-body-mb)"
+            detail = [{"loc": ["body"], "msg": message, "type": "too_large"}]
+            return Response(
+                dumps({"detail": detail, "message": message}),
+                status_code=413,
+                media_type=json_type,
+            )
+        if len(body) <= INLINE_BODY_BYTES:
+            status, payload = handler(body)
+        else:
+            status, payload = await run_in_threadpool(handler, body)
+        return Response(payload, status_code=status, media_type=json_type)
+
+    record_schema = _record_schema(handler.parser.model)
+    original_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = original_openapi()
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(record_schema)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def app_from_environment() -> Any:
+    """The app for ``uvicorn --factory`` workers: the checkpoint named by ``NNCTL_SERVE_CHECKPOINT``."""
+    path = os.environ.get(ENV_CHECKPOINT)
+    if not path:
+        raise NnctlError(f"{ENV_CHECKPOINT} is not set; start the server with `nnctl serve CHECKPOINT`")
+    limit = int(os.environ.get(ENV_MAX_BODY, DEFAULT_MAX_BODY_BYTES))
+    return create_app(Predictor.load(path), max_body_bytes=limit)
+
+
+# ---------------------------------------------------------------------------------------------
+# OpenAPI: schemas from the checkpoint's own columns and classes
+
+
+def _record_schema(model: type) -> dict[str, Any]:
+    from pydantic import TypeAdapter
+
+    schema = TypeAdapter(model).json_schema(ref_template="#/components/schemas/{model}")
+    defs = schema.pop("$defs", {})
+    return {"Record": schema, **defs}
+
+
+def _example(predictor: Predictor) -> dict[str, Any]:
+    """A record of typical values: the training mean (standard normalization) or the first category."""
+    pre = predictor.preprocessing
+    shift = dict(zip(pre.feature_names, predictor.checkpoint.norm_shift.tolist(), strict=True))
+    example: dict[str, Any] = {}
+    for column in pre.columns:
+        if isinstance(column, CategoricalColumn):
+            example[column.name] = str(column.categories[0]) if column.categories else None
+        else:
+            standard = predictor.checkpoint.config.data.normalize == "standard"
+            value = shift.get(column.name, 0.0) if standard else 0.0
+            example[column.name] = round(float(value), 4)
+    return example
+
+
+def _request_body(predictor: Predictor, model: type) -> dict[str, Any]:
+    ref = {"$ref": "#/components/schemas/Record"}
+    example = _example(predictor)
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"anyOf": [ref, {"type": "array", "items": ref}]},
+                    "examples": {
+                        "one record": {"value": example},
+                        "a list": {"value": [example, example]},
+                    },
+                }
+            },
+        }
+    }
+
+
+def _responses(predictor: Predictor) -> dict[int | str, dict[str, Any]]:
+    from pydantic import BaseModel, Field, create_model
+
+    checkpoint = predictor.checkpoint
+    task = predictor.task
+
+    def mapping(title: str, names: list[str]) -> type[BaseModel]:
+        fields: dict[str, Any] = {f"k{i}": (float, Field(alias=n)) for i, n in enumerate(names)}
+        return create_model(title, **fields)
+
+    if task == "classification":
+        classes = list(checkpoint.classes)
+        prediction = create_model(
+            "Prediction",
+            label=(Literal[tuple(classes)], ...),  # type: ignore[valid-type]
+            probabilities=(mapping("Probabilities", classes), ...),
+        )
+    elif task == "multilabel":
+        targets = list(checkpoint.target_names)
+        prediction = create_model(
+            "Prediction",
+            labels=(list[Literal[tuple(targets)]], ...),  # type: ignore[valid-type]
+            probabilities=(mapping("Probabilities", targets), ...),
+        )
+    else:
+        values = mapping("Values", list(checkpoint.target_names))
+        prediction = create_model("Prediction", values=(values, ...))
+    answer = create_model(
+        "Answer",
+        predictions=(list[prediction], Field(description="one per record, in the order sent")),  # type: ignore[valid-type]
+        ignored=(list[str], Field(description="keys that are not feature columns (ignored)")),
+    )
+    problem = create_model("Problem", detail=(list[dict[str, Any]], ...), message=(str, ...))
+    return {
+        200: {"model": answer, "description": "predictions"},
+        413: {"model": problem, "description": "the body is over the size limit"},
+        422: {"model": problem, "description": "a record does not fit the model's columns"},
+    }
