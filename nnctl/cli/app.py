@@ -361,6 +361,9 @@ def serve(
         float, typer.Option("--max-body-mb", min=0.001, help="Largest request body; larger ones get 413.")
     ] = 16.0,
     access_log: Annotated[bool, typer.Option("--access-log", help="Log every request.")] = False,
+    blas_threads: Annotated[
+        int, typer.Option(min=1, help="BLAS threads per worker (small requests: 1 is fastest).")
+    ] = 1,
 ) -> None:
     """Answer predictions over HTTP: GET /health, GET /info, POST /predict, docs at /docs."""
     from nnctl.errors import NnctlError
@@ -368,7 +371,7 @@ def serve(
     try:
         from nnctl.serve.server import ServeOptions, serve_checkpoint
 
-        options = ServeOptions(host, port, workers, int(max_body_mb * 1024 * 1024), access_log)
+        options = ServeOptions(host, port, workers, int(max_body_mb * 1024 * 1024), access_log, blas_threads)
         serve_checkpoint(checkpoint, options, announce=lambda line: typer.echo(line))
     except NnctlError as exc:
         raise _fail(exc) from None

@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from nnctl.errors import NnctlError
-from nnctl.serve.app import DEFAULT_MAX_BODY_BYTES, ENV_CHECKPOINT, ENV_MAX_BODY, create_app
+from nnctl.serve.app import (
+    DEFAULT_MAX_BODY_BYTES,
+    ENV_BLAS_THREADS,
+    ENV_CHECKPOINT,
+    ENV_MAX_BODY,
+    create_app,
+    limit_blas_threads,
+)
 from nnctl.serve.predictor import Predictor
 
 INSTALL_HINT = "pip install 'nnctl[serve]'"
@@ -31,6 +38,7 @@ class ServeOptions:
     workers: int = 1
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     access_log: bool = False
+    blas_threads: int = 1
 
 
 def _uvicorn() -> Any:
@@ -86,6 +94,7 @@ def serve_checkpoint(path: Path, options: ServeOptions, announce: Callable[[str]
     }
     try:
         if options.workers == 1:
+            limit_blas_threads(options.blas_threads)
             app = create_app(predictor, max_body_bytes=options.max_body_bytes)
             GracefulServer(uvicorn.Config(app, **settings)).run(sockets=[sock])
         else:
@@ -93,6 +102,7 @@ def serve_checkpoint(path: Path, options: ServeOptions, announce: Callable[[str]
 
             os.environ[ENV_CHECKPOINT] = str(Path(path).resolve())
             os.environ[ENV_MAX_BODY] = str(options.max_body_bytes)
+            os.environ[ENV_BLAS_THREADS] = str(options.blas_threads)
             config = uvicorn.Config(
                 "nnctl.serve.app:app_from_environment", factory=True, workers=options.workers, **settings
             )
