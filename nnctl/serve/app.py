@@ -97,8 +97,8 @@ class PredictHandler:
                 answers = self.predictor.predict_columns(records.columns, source="request body")
         except RequestError as exc:
             return 422, self.dumps({"detail": exc.errors, "message": exc.message})
-        except DataError as exc:  # a cell the preprocessing refuses (an unknown category, ...)
-            message = exc.message.replace("request body: row ", "record ")
+        except DataError as exc:  # a cell the preprocessing refuses (an unknown category, ...); its
+            message = exc.message  # rows count from 1, as in predict's messages about a file
             return 422, self.dumps(
                 {"detail": [{"loc": ["body"], "msg": message, "type": "value_error"}], "message": message}
             )
