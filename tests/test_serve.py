@@ -339,3 +339,45 @@ def test_taken_port_is_one_clear_error(iris: Path) -> None:
     assert outcome.code == 2
     assert f"cannot listen on 127.0.0.1:{port}" in outcome.stderr
     assert "--port" in outcome.stderr
+
+
+def test_fastapi_route_answers_like_the_fast_lane(iris: Path) -> None:
+    """The FastAPI app's own /predict route (what the docs describe, reached when the app is mounted
+    elsewhere without the fast lane) gives the same bytes as the fast lane, over real ASGI calls."""
+    import asyncio
+
+    from nnctl.serve.app import create_app
+    from nnctl.serve.predictor import Predictor
+
+    lane = create_app(Predictor.load(iris), max_body_bytes=2000)
+
+    def call(app: Any, body: bytes) -> tuple[int, bytes]:
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/predict",
+            "raw_path": b"/predict",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"content-length", b"%d" % len(body)), (b"content-type", b"application/json")],
+            "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 8000),
+        }
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        asyncio.run(app(scope, receive, send))
+        return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+    bodies = [json.dumps([GOOD, GOOD]).encode(), b'{"sepal_length": "x"}', json.dumps([GOOD] * 40).encode()]
+    for body in bodies:
+        assert call(lane.app, body) == call(lane, body)
+    assert [call(lane, body)[0] for body in bodies] == [200, 422, 413]

@@ -12,7 +12,8 @@ Bad requests never answer 500: malformed JSON, a wrong type, a missing column, a
 a cell the preprocessing refuses get 422 with ``detail`` entries naming the record and field and one
 ``message`` line; a body over the size limit gets 413 before it is read. Small bodies are answered on
 the event loop (a thread hop costs more than the prediction); large ones in the thread pool, so one
-big batch does not hold up other requests' I/O.
+big batch does not hold up other requests' I/O. ``/predict`` and ``/health`` take a fast lane past
+Starlette's routing and middleware (``FastLane``); the FastAPI app describes them and answers the rest.
 """
 
 # No `from __future__ import annotations` here: FastAPI reads the endpoints' annotations at run time,
@@ -63,17 +64,20 @@ class BodyTooLarge(Exception):
         self.size, self.limit = size, limit
 
 
-async def read_body(receive_stream: Any, headers: Any, limit: int) -> bytes:
-    """The request body, refused (``BodyTooLarge``) as soon as it is known to exceed ``limit``."""
-    declared = headers.get("content-length")
+async def read_body(receive: Any, declared: str | None, limit: int) -> bytes:
+    """The request body from the ASGI ``receive`` channel, refused (``BodyTooLarge``) as soon as
+    it is known to exceed ``limit``: from its Content-Length, else while it streams in."""
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(int(declared), limit)
-    chunks, size = [], 0
-    async for chunk in receive_stream():
+    chunks, size, more = [], 0, True
+    while more:
+        message = await receive()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise BodyTooLarge(None, limit)
         chunks.append(chunk)
+        more = message.get("more_body", False) and message["type"] == "http.request"
     return b"".join(chunks)
 
 
@@ -85,6 +89,7 @@ class PredictHandler:
         self.parser = RecordParser(predictor.preprocessing)
         self.dumps = _dumps()
         self.positions = _value_positions(predictor)
+        self.width = len(predictor.preprocessing.feature_names)
 
     def __call__(self, body: bytes) -> tuple[int, bytes]:
         try:
@@ -107,11 +112,10 @@ class PredictHandler:
     def _from_matrix(self, matrix: np.ndarray) -> list[dict[str, Any]]:
         """All cells present and numeric: the encoded inputs are the values themselves (and 0 for
         each missing-value indicator), exactly what the preprocessing gives for such rows."""
-        width = len(self.predictor.preprocessing.feature_names)
         if self.positions is None:
             encoded = matrix
         else:
-            encoded = np.zeros((matrix.shape[0], width))
+            encoded = np.zeros((matrix.shape[0], self.width))
             encoded[:, self.positions] = matrix
         predictor = self.predictor
         return predictor.answers(predictor.outputs(predictor.normalize(encoded)))
@@ -128,13 +132,65 @@ def _value_positions(predictor: Predictor) -> np.ndarray | None:
     return None if offset == len(positions) else np.array(positions)
 
 
-def create_app(predictor: Predictor, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Any:
-    """The FastAPI application answering for ``predictor``."""
+class PredictEndpoint:
+    """``POST /predict`` at the ASGI level: read the body within the limit, answer it."""
+
+    def __init__(self, handler: PredictHandler, max_body_bytes: int) -> None:
+        self.handler = handler
+        self.limit = max_body_bytes
+
+    async def answer(self, receive: Any, declared: str | None) -> tuple[int, bytes]:
+        from starlette.concurrency import run_in_threadpool
+
+        try:
+            body = await read_body(receive, declared, self.limit)
+        except BodyTooLarge as exc:
+            size = f"{exc.size:,} bytes" if exc.size is not None else "the body"
+            message = f"{size} over the {exc.limit:,}-byte limit (nnctl serve --max-body-mb)"
+            detail = [{"loc": ["body"], "msg": message, "type": "too_large"}]
+            return 413, self.handler.dumps({"detail": detail, "message": message})
+        if len(body) <= INLINE_BODY_BYTES:
+            return self.handler(body)
+        return await run_in_threadpool(self.handler, body)
+
+
+class FastLane:
+    """The ASGI app served: ``POST /predict`` and ``GET /health`` answered directly, everything else
+    (``/info``, ``/docs``, ``/openapi.json``, 404s, 405s) by the FastAPI app in ``.app``.
+
+    The same endpoint code answers either way; the fast lane only skips Starlette's routing,
+    middleware and request objects, which cost twice the prediction of a small record."""
+
+    def __init__(self, app: Any, endpoint: PredictEndpoint, health: bytes) -> None:
+        self.app = app
+        self.endpoint = endpoint
+        self.health = health
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            path, method = scope["path"], scope["method"]
+            if path == "/predict" and method == "POST":
+                declared = next((v.decode() for k, v in scope["headers"] if k == b"content-length"), None)
+                status, payload = await self.endpoint.answer(receive, declared)
+                return await _send_json(send, status, payload)
+            if path == "/health" and method == "GET":
+                return await _send_json(send, 200, self.health)
+        await self.app(scope, receive, send)
+
+
+async def _send_json(send: Any, status: int, payload: bytes) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(payload))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def create_app(predictor: Predictor, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastLane:
+    """The ASGI application answering for ``predictor`` (the FastAPI app is its ``.app``)."""
     from fastapi import FastAPI, Request
     from fastapi.responses import Response
-    from starlette.concurrency import run_in_threadpool
 
     handler = PredictHandler(predictor)
+    endpoint = PredictEndpoint(handler, max_body_bytes)
     dumps = handler.dumps
     info = dumps(predictor.info())
     health = dumps({"status": "ok"})
@@ -162,22 +218,8 @@ def create_app(predictor: Predictor, *, max_body_bytes: int = DEFAULT_MAX_BODY_B
         openapi_extra=_request_body(predictor, handler.parser.model),
         responses=_responses(predictor),
     )
-    async def post_predict(request: Request) -> Response:
-        try:
-            body = await read_body(request.stream, request.headers, max_body_bytes)
-        except BodyTooLarge as exc:
-            size = f"{exc.size:,} bytes" if exc.size is not None else "the body"
-            message = f"{size} over the {exc.limit:,}-byte limit (nnctl serve --max-body-mb)"
-            detail = [{"loc": ["body"], "msg": message, "type": "too_large"}]
-            return Response(
-                dumps({"detail": detail, "message": message}),
-                status_code=413,
-                media_type=json_type,
-            )
-        if len(body) <= INLINE_BODY_BYTES:
-            status, payload = handler(body)
-        else:
-            status, payload = await run_in_threadpool(handler, body)
+    async def post_predict(request: Request) -> Response:  # reached without the fast lane
+        status, payload = await endpoint.answer(request.receive, request.headers.get("content-length"))
         return Response(payload, status_code=status, media_type=json_type)
 
     record_schema = _record_schema(handler.parser.model)
@@ -191,10 +233,10 @@ def create_app(predictor: Predictor, *, max_body_bytes: int = DEFAULT_MAX_BODY_B
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    return app
+    return FastLane(app, endpoint, health)
 
 
-def app_from_environment() -> Any:
+def app_from_environment() -> FastLane:
     """The app for ``uvicorn --factory`` workers: the checkpoint named by ``NNCTL_SERVE_CHECKPOINT``."""
     path = os.environ.get(ENV_CHECKPOINT)
     if not path:
