@@ -1,5 +1,7 @@
 # nnctl in a container: `docker build -t nnctl .` then
 #   docker run --rm -v "$PWD/runs:/app/runs" nnctl train configs/digits.yaml
+#   docker run --rm -p 8000:8000 -v "$PWD/runs:/app/runs" nnctl serve runs/digits/best.npz --host 0.0.0.0
+# nnctl runs as the owner of the mounted runs/ folder, whatever the host uid (docker/entrypoint.py).
 # See docs/docker.md for what is (and is not) guaranteed to be bit-identical.
 #
 # BASE is overridable so the image can be built from a local stand-in where Docker Hub is out of
@@ -36,16 +38,18 @@ ENV VIRTUAL_ENV=/opt/nnctl \
 #    not quietly resolved to whatever is newest; step 3's `pip check` reports it). Binary wheels only:
 #    no compiler needed, none left behind. The venv gets no pip of its own: the base image's `pip`
 #    (not in /opt/nnctl/bin, so next on PATH) installs into it with --python, so no installer is
-#    left in the app's environment. This layer depends on constraints.txt alone, so editing the
-#    source does not redo it.
-COPY constraints.txt /tmp/constraints.txt
+#    left in the app's environment. This layer depends on the two lock files alone, so editing the
+#    source does not redo it. constraints-serve.txt locks the serve extra (FastAPI, uvicorn) for
+#    `nnctl serve`.
+COPY constraints.txt constraints-serve.txt /tmp/
 RUN python3 -m venv --without-pip "$VIRTUAL_ENV" \
  && pip --python "$VIRTUAL_ENV/bin/python" install --quiet --no-deps --only-binary=:all: \
-        --requirement /tmp/constraints.txt \
- && rm /tmp/constraints.txt
+        --requirement /tmp/constraints.txt --requirement /tmp/constraints-serve.txt \
+ && rm /tmp/constraints.txt /tmp/constraints-serve.txt
 
-# 2. A non-root user (uid 1000, the usual first desktop user, so a bind-mounted ./runs is writable)
-#    and the bundled configs and data, so `docker run IMAGE train configs/digits.yaml` needs no mount.
+# 2. A non-root user (uid 1000) that owns the image's own /app/runs (used when nothing is mounted
+#    there), and the bundled configs and data, so `docker run IMAGE train configs/digits.yaml` needs
+#    no mount.
 RUN (getent group 1000 >/dev/null || groupadd --gid 1000 nnctl) \
  && useradd --uid 1000 --gid 1000 --create-home --shell /usr/sbin/nologin nnctl \
  && mkdir -p /app/runs \
@@ -66,8 +70,12 @@ RUN pip --python "$VIRTUAL_ENV/bin/python" install --quiet --no-deps /tmp/src \
  && rm -rf /tmp/src \
  && nnctl --version
 
-USER 1000:1000
+# 4. The entrypoint starts as root and runs nnctl as the owner of /app/runs: a bind-mounted host
+#    folder is then writable, and what nnctl writes belongs to the folder's owner, for any host uid
+#    (root included) without `--user`. `docker run --user UID:GID` still works (no switch then).
+COPY docker/entrypoint.py /usr/local/bin/nnctl-entrypoint
 VOLUME ["/app/runs"]
+EXPOSE 8000
 
-ENTRYPOINT ["nnctl"]
+ENTRYPOINT ["/opt/nnctl/bin/python", "-I", "/usr/local/bin/nnctl-entrypoint"]
 CMD ["--help"]

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Build the Dockerfile and train a shipped config inside the container, then train the same config on
-# the host and compare the two last.npz checkpoints bit for bit (W*/b*).
+# the host and compare the two last.npz checkpoints bit for bit (W*/b*). The README's command runs as
+# root on a root-owned runs/ folder (the tool's own run) and again on a folder owned by another uid
+# (the files must belong to that uid); the README's serve example then answers /health and /predict.
 #
 #   .ci/container.sh [CONFIG]   # default: configs/digits.yaml (the README's example), else another
 #                               # shipped config; with none shipped yet, only build and run --help
@@ -12,7 +14,8 @@
 # so does a failure of the tool's own environment steps (apt, debootstrap, the stand-in base). A failure
 # to build or run OUR image, or different weights with identical library versions, exits 1.
 # Environment: NNCTL_CONTAINER=skip (skip on purpose), CONTAINER_CHECK (the tool's path), W (its work
-# dir, default /tmp/dockercheck/work), TAG (image tag, default localhost/nnctl:ci), NNCTL (host nnctl).
+# dir, default /tmp/dockercheck/work), TAG (image tag, default localhost/nnctl:ci), NNCTL (host nnctl),
+# OTHER_UID (the non-root uid:gid to test, default 1234:1234).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -35,6 +38,15 @@ if [ "${1:-}" = "--relock" ]; then
   mv constraints.txt.new constraints.txt
   say "constraints.txt regenerated with $("$LOCKENV/bin/python" --version):"
   grep -v '^#' constraints.txt
+  # The serve extra's lock: what '.[serve]' adds on top of the core lock.
+  "$LOCKENV/bin/python" -m pip install --quiet --no-cache-dir -c constraints.txt "$ROOT[serve]"
+  {
+    sed -n '/^#/p;/^[^#]/q' constraints-serve.txt
+    "$LOCKENV/bin/python" -m pip freeze --exclude nnctl | grep -vxF -f <(grep -v '^#' constraints.txt)
+  } > constraints-serve.txt.new
+  mv constraints-serve.txt.new constraints-serve.txt
+  say "constraints-serve.txt regenerated:"
+  grep -v '^#' constraints-serve.txt
   exit 0
 fi
 
@@ -80,12 +92,12 @@ else
   say "no shipped config yet: building the image and running --help only"
 fi
 
-# The image runs as uid 1000: the tool's mounted $W/runs must be writable by it, and empty (train
-# refuses a folder that already holds a checkpoint).
+# The README's `mkdir -p runs`, run as root: $W/runs belongs to root (the case that failed while the
+# image ran as uid 1000). It must be empty: train refuses a folder that already holds a checkpoint.
 mkdir -p "$W"
-rm -rf "$W/runs"
+rm -rf "$W/runs" "$W/runs-other"
 mkdir -p "$W/runs"
-chown 1000:1000 "$W/runs"
+chown 0:0 "$W/runs"
 
 # ------------------------------------------------------------------------------------ build + run
 LOG=$W/nnctl-container.log
@@ -151,9 +163,78 @@ if [ "${RUN_ARGS[0]}" != train ]; then
   exit 0
 fi
 
-# ------------------------------------------------------------------------------------ host run + compare
+# ------------------------------------------------------------------------------------ any host uid
 cont_ckpt=$(find "$W/runs" -name last.npz | head -1)
 [ -n "$cont_ckpt" ] || { say "FAIL: the container wrote no last.npz under $W/runs"; ls -lR "$W/runs"; exit 1; }
+owners() { find "$1" -mindepth 1 -printf '%U:%G\n' | sort -u | tr '\n' ' '; }
+[ "$(owners "$W/runs")" = "0:0 " ] \
+  || { say "FAIL: as root on a root-owned runs/, the files belong to $(owners "$W/runs")"; exit 1; }
+say "README command as root, runs/ owned by root: trained; the files belong to 0:0"
+OTHER_UID=${OTHER_UID:-1234:1234}
+mkdir -p "$W/runs-other"
+chown "$OTHER_UID" "$W/runs-other"
+say "podman run --rm -v $W/runs-other:/app/runs $TAG ${RUN_ARGS[*]}   (runs/ owned by $OTHER_UID)"
+podman run --rm --pull=never -v "$W/runs-other:/app/runs" "$TAG" "${RUN_ARGS[@]}" > "$W/other-uid.log" 2>&1 \
+  || { tail -20 "$W/other-uid.log"; say "FAIL: the README's command failed on a folder owned by $OTHER_UID"; exit 1; }
+[ "$(owners "$W/runs-other")" = "$OTHER_UID " ] \
+  || { say "FAIL: on a folder owned by $OTHER_UID the files belong to $(owners "$W/runs-other")"; exit 1; }
+other_ckpt=$(find "$W/runs-other" -name last.npz | head -1)
+"$HOSTPY" - "$cont_ckpt" "$other_ckpt" <<'PY' || { say "FAIL: root and $OTHER_UID runs gave different weights"; exit 1; }
+import sys
+import numpy as np
+a, b = (np.load(p) for p in sys.argv[1:3])
+keys = [k for k in a.files if k[0] in "Wb" and k[1:].isdigit()]
+sys.exit(0 if keys and all(np.array_equal(a[k], b[k]) for k in keys) else 1)
+PY
+say "README command as root, runs/ owned by $OTHER_UID: trained; the files belong to $OTHER_UID; same weights"
+
+# ------------------------------------------------------------------------------------ serve example
+# The README's `docker run --rm -p 8000:8000 -v "$PWD/runs:/app/runs" nnctl serve runs/digits/best.npz
+# --host 0.0.0.0`, stopped with `docker stop` (SIGTERM). Podman here uses the host's network (the tool's
+# containers.conf): -p does nothing there and 8000 may be taken, so the server gets a free port P.
+if [ "${RUN_ARGS[1]}" = configs/digits.yaml ]; then
+  P=$("$HOSTPY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  podman rm -f nnctl-serve-ci > /dev/null 2>&1 || true
+  say "podman run -d -p $P:$P -v $W/runs:/app/runs $TAG serve runs/digits/best.npz --host 0.0.0.0 --port $P"
+  podman run -d --name nnctl-serve-ci --pull=never -p "$P:$P" -v "$W/runs:/app/runs" "$TAG" \
+    serve runs/digits/best.npz --host 0.0.0.0 --port "$P" > /dev/null
+  set +e
+  "$HOSTPY" - "$P" "$ROOT/datasets/digits.csv" <<'PY'
+import csv, json, sys, time, urllib.request
+port, data = int(sys.argv[1]), sys.argv[2]
+base = f"http://127.0.0.1:{port}"
+for _ in range(120):
+    try:
+        health = json.load(urllib.request.urlopen(base + "/health", timeout=2))
+        break
+    except OSError:
+        time.sleep(0.5)
+else:
+    print("[container] FAIL: the served container never answered /health")
+    sys.exit(1)
+with open(data, newline="") as handle:
+    row = next(csv.DictReader(handle))
+record = {k: float(v) for k, v in row.items() if k != "digit"}
+request = urllib.request.Request(base + "/predict", json.dumps(record).encode(), {"Content-Type": "application/json"})
+answer = json.load(urllib.request.urlopen(request, timeout=30))
+prediction = answer["predictions"][0]
+ok = health == {"status": "ok"} and len(answer["predictions"]) == 1
+ok = ok and set(prediction["probabilities"]) == {str(d) for d in range(10)} and prediction["label"] in prediction["probabilities"]
+print(f"[container] serve: /health {health}; /predict of digits row 1 (a {row['digit']}): label {prediction['label']}")
+sys.exit(0 if ok else 1)
+PY
+  serve_rc=$?
+  podman stop -t 20 nnctl-serve-ci > /dev/null
+  serve_exit=$(podman inspect nnctl-serve-ci --format '{{.State.ExitCode}}')
+  podman logs nnctl-serve-ci > "$W/serve.log" 2>&1
+  podman rm -f nnctl-serve-ci > /dev/null
+  set -e
+  [ "$serve_rc" = 0 ] || { cat "$W/serve.log"; say "FAIL: the serve example did not answer"; exit 1; }
+  [ "$serve_exit" = 0 ] || { cat "$W/serve.log"; say "FAIL: the server exited $serve_exit on podman stop"; exit 1; }
+  say "serve example: /health and /predict answered; podman stop (SIGTERM): exit 0"
+fi
+
+# ------------------------------------------------------------------------------------ host run + compare
 HOSTOUT=$(mktemp -d /tmp/nnctl-host.XXXXXX)
 trap 'rm -rf "$HOSTOUT"' EXIT
 say "host: $NNCTL ${RUN_ARGS[*]} --out $HOSTOUT/run (with the image's numerics settings)"

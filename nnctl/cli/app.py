@@ -316,6 +316,51 @@ def predict(
 
 
 # ---------------------------------------------------------------------------------------------
+# export / serve
+
+
+@app.command()
+def export(
+    checkpoint: CheckpointArg,
+    output: Annotated[Path, typer.Option("--output", "-o", help="The ONNX file to write.")] = Path(
+        "model.onnx"
+    ),
+) -> None:
+    """Write the checkpoint as one ONNX graph: raw columns in, probabilities/label or values out."""
+    from nnctl.export.onnx import export_onnx
+
+    summary = export_onnx(checkpoint, output)
+    inputs = ", ".join(f"{name} ({kind})" for name, kind in summary.inputs[:8])
+    more = f" and {len(summary.inputs) - 8} more" if len(summary.inputs) > 8 else ""
+    typer.echo(
+        f"wrote {summary.path}: {summary.nodes} nodes, "
+        f"opset {summary.opset} (ai.onnx.ml {summary.ml_opset})\n"
+        f"  inputs [N, 1]: {inputs}{more}\n  outputs: {', '.join(summary.outputs)}"
+    )
+
+
+@app.command()
+def serve(
+    checkpoint: CheckpointArg,
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0: any free port).")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes sharing the port.")] = 1,
+    max_body_mb: Annotated[
+        float, typer.Option("--max-body-mb", min=0.001, help="Largest request body; larger ones get 413.")
+    ] = 16.0,
+    access_log: Annotated[bool, typer.Option("--access-log", help="Log every request.")] = False,
+    blas_threads: Annotated[
+        int, typer.Option(min=1, help="BLAS threads per worker (small requests: 1 is fastest).")
+    ] = 1,
+) -> None:
+    """Answer predictions over HTTP: GET /health, GET /info, POST /predict, docs at /docs."""
+    from nnctl.serve.server import ServeOptions, serve_checkpoint
+
+    options = ServeOptions(host, port, workers, int(max_body_mb * 1024 * 1024), access_log, blas_threads)
+    serve_checkpoint(checkpoint, options, announce=lambda line: typer.echo(line))
+
+
+# ---------------------------------------------------------------------------------------------
 # check / gradcheck / explain / init
 
 
