@@ -618,8 +618,8 @@ def test_gradcheck_fails_with_exit_1_on_impossible_tolerance() -> None:
 
 
 def test_explain_prints_equations_with_shapes() -> None:
-    text = ok(invoke("explain", IRIS)).stdout
-    assert "W^1 (16, 4)" in text and "W^2 (3, 16)" in text
+    text = ok(invoke("explain", IRIS)).stdout  # piped: the Markdown source
+    assert "`W^1` (16, 4)" in text and "`W^2` (3, 16)" in text
     assert "(2.21)" in text and "(1.32)" in text
     markdown = ok(invoke("explain", IRIS, "--markdown")).stdout
     assert markdown.lstrip().startswith("#")

@@ -37,10 +37,25 @@ SetOption = Annotated[
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")]
 
 
+UNWRAPPED_WIDTH = 10_000  # piped or logged output: lines as long as they need to be
+
+
 def _console(stderr: bool = False) -> Any:
+    """A terminal's width on a terminal; elsewhere (pipes, logs) no width limit at all, so Rich never
+    crops or wraps what it prints to 80 columns. Tables fold long cells rather than cut them."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    console = Console(stderr=stderr, highlight=False, soft_wrap=True)
+    if not console.is_terminal:
+        console.width = UNWRAPPED_WIDTH
+    return console
+
+
+def _columns(table: Any, *names: str, justify: str = "left") -> Any:
+    """Add columns that fold a long cell onto more lines instead of cutting it short."""
+    for name in names:
+        table.add_column(name, justify=justify, overflow="fold")
+    return table
 
 
 def _fail(exc: BaseException) -> typer.Exit:
@@ -105,7 +120,7 @@ def train(
     from nnctl.workflows import blas_threads, finish_training, plan_training, prepare_for_plan, run_training
 
     console = _console()
-    trainer = None
+    trainer = plan = None
     try:
         plan = plan_training(
             config,
@@ -155,6 +170,9 @@ def train(
         )
         _console(stderr=True).print(message)
         raise typer.Exit(130) from None
+    finally:
+        if plan is not None:
+            plan.release()  # the run folder's lock
     if not quiet:
         _print_summary(console, result)
 
@@ -213,7 +231,7 @@ def _print_summary(console: Any, result: Any) -> None:
 
     from nnctl.cli.progress import sparkline
 
-    table = Table(title="training summary", show_header=False)
+    table = _columns(Table(title="training summary", show_header=False), "", "")
     table.add_row("epochs", str(len(result.history)) + (" (stopped early)" if result.stopped_early else ""))
     if result.best_value is not None:
         table.add_row("best epoch", f"{result.best_epoch} ({result.monitor} {result.best_value:.4g})")
@@ -266,23 +284,19 @@ def _print_metrics(console: Any, result: dict[str, Any]) -> None:
     console.print(
         f"[bold]{escape(result['checkpoint'])}[/] on {escape(result['data'])} ({result['samples']} rows)"
     )
-    table = Table(show_header=False)
+    table = _columns(Table(show_header=False), "", "")
     for key in ("loss", "accuracy", "macro_precision", "macro_recall", "macro_f1", "mse", "mae", "r2"):
         if key in result:
             table.add_row(key, f"{result[key]:.4f}")
     console.print(table)
     classes = result.get("classes")
     if "confusion_matrix" in result and classes:
-        matrix = Table(title="confusion matrix (rows: true, columns: predicted)")
-        matrix.add_column("")
-        for name in classes:
-            matrix.add_column(escape(name), justify="right")
+        matrix = _columns(Table(title="confusion matrix (rows: true, columns: predicted)"), "")
+        _columns(matrix, *(escape(name) for name in classes), justify="right")
         for name, row in zip(classes, result["confusion_matrix"], strict=True):
             matrix.add_row(escape(name), *map(str, row))
         console.print(matrix)
-        scores = Table(title="per class")
-        for column in ("class", "precision", "recall", "f1"):
-            scores.add_column(column, justify="right")
+        scores = _columns(Table(title="per class"), "class", "precision", "recall", "f1", justify="right")
         for i, name in enumerate(classes):
             scores.add_row(escape(name), *(f"{result[k][i]:.3f}" for k in ("precision", "recall", "f1")))
         console.print(scores)
@@ -360,8 +374,7 @@ def _layer_table(net: Any, input_units: int) -> Any:
     from rich.table import Table
 
     table = Table(title=f"network: {input_units} inputs, {net.parameter_count:,} parameters")
-    for column in ("layer", "units", "W shape", "activation", "init (bound)", "params", "backprop"):
-        table.add_column(column)
+    _columns(table, "layer", "units", "W shape", "activation", "init (bound)", "params", "backprop")
     for row in net.describe_layers():
         table.add_row(
             str(row["layer"]),
@@ -400,8 +413,7 @@ def gradcheck(
     x, t = next(prepared.train.chunks(samples))
     result = gradient_check(net, x, t, tolerance=tolerance, max_entries=max_entries)
     table = Table(title=f"gradient check on {x.shape[0]} rows, float64 (output: {result.rule})")
-    for column in ("layer", "W rel. error", "b rel. error", "max |diff|", "status"):
-        table.add_column(column)
+    _columns(table, "layer", "W rel. error", "b rel. error", "max |diff|", "status")
     for layer in result.layers:
         ok = layer.error < tolerance
         table.add_row(
@@ -425,7 +437,10 @@ def explain(
     config: ConfigArg,
     set_: SetOption = None,
     markdown: Annotated[
-        bool, typer.Option("--markdown", help="Print Markdown instead of rich text.")
+        bool,
+        typer.Option(
+            "--markdown", help="Print the Markdown source on a terminal too (piped output always is)."
+        ),
     ] = False,
 ) -> None:
     """The seed's equations for this config: forward, backward rule and initializer per layer."""
@@ -438,12 +453,14 @@ def explain(
     except NnctlError as exc:
         raise _fail(exc) from None
     text = explain_network(resolved, net)
-    if markdown:
+    console = _console()
+    if markdown or not console.is_terminal:  # piped: the Markdown source, every character of it
         typer.echo(text)
         return
     from rich.markdown import Markdown
 
-    _console().print(Markdown(text))
+    console.soft_wrap = False  # wrap paragraphs at the terminal's width rather than crop them
+    console.print(Markdown(text))
 
 
 @app.command()
@@ -515,6 +532,9 @@ def sweep(
     retries: Annotated[int, typer.Option(help="Retries of a trial whose worker was lost.")] = 1,
     set_: SetOption = None,
     quiet: QuietOption = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace another sweep held by the sweep folder.")
+    ] = False,
 ) -> None:
     """Train many variants of CONFIG (a grid or a random space), locally or on a Dask cluster."""
     from nnctl.cli.sweep import sweep_main
@@ -542,6 +562,7 @@ def sweep(
             overrides=set_ or [],
             quiet=quiet,
             console=_console(),
+            force=force,
         )
     except NnctlError as exc:
         raise _fail(exc) from None

@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from nnctl.errors import NnctlError
+from nnctl.runs import FolderLock
 from nnctl.sweep.executors import DaskExecutor, LocalPool, default_jobs, one_blas_thread_env
 from nnctl.sweep.plan import Plan, Trial, build_plan
 from nnctl.sweep.runner import Runner
-from nnctl.sweep.store import find_finished, ranked, write_best, write_summary
+from nnctl.sweep.store import claim_folder, find_finished, ranked, write_best, write_space, write_summary
 
 
 class Display:
@@ -81,7 +82,7 @@ class Display:
             f"{counts['running']} running, {counts['pending']} waiting"
         )
         table = RichTable(title=title, title_justify="left")
-        table.add_column("trial", no_wrap=True)
+        table.add_column("trial", overflow="fold")
         table.add_column("status", no_wrap=True)
         for column in (self.plan.monitor, "best epoch", "time"):
             table.add_column(column, justify="right", no_wrap=True, min_width=len(column))
@@ -121,7 +122,7 @@ def print_ranking(console: Any, plan: Plan, out: Path, best: Path | None, top: i
     direction = "higher" if plan.maximize else "lower"
     table = RichTable(title=f"sweep results: ranked by {plan.monitor} ({direction} is better)")
     table.add_column("rank", justify="right", no_wrap=True, min_width=4)
-    table.add_column("trial", no_wrap=True)
+    table.add_column("trial", overflow="fold")  # never cut a trial's name: fold it
     for column in (plan.monitor, "best epoch", "time"):
         table.add_column(column, justify="right", no_wrap=True, min_width=len(column))
     for rank, t in enumerate(order[:top], start=1):
@@ -156,8 +157,13 @@ def sweep_main(
     overrides: Sequence[str],
     quiet: bool,
     console: Any,
+    force: bool = False,
 ) -> int:
-    """Run a sweep; 0 when at least one trial finished, 1 when none did. Bad input: ``NnctlError``."""
+    """Run a sweep; 0 when at least one trial finished, 1 when none did. Bad input: ``NnctlError``.
+
+    The sweep folder is locked for the whole sweep (a second sweep into it is refused at once) and
+    records which sweep it holds: another sweep is refused unless ``force``.
+    """
     executors = (("--jobs", jobs), ("--scheduler", scheduler), ("--dask-local", dask_local))
     chosen = [name for name, value in executors if value is not None]
     if len(chosen) > 1:
@@ -172,8 +178,21 @@ def sweep_main(
 
     plan = build_plan(config_path, grid=grid, random=random, seed=seed, monitor=monitor, overrides=overrides)
     out = out if out is not None else Path("runs") / f"{plan.base.name}-sweep"
-    if out.exists() and not out.is_dir():
-        raise NnctlError(f"{out}: exists and is not a folder", hint="choose another --out")
+    with FolderLock(out, "sweep"):
+        claim_folder(out, plan, force)
+        return _run_sweep(plan, out, jobs, scheduler, dask_local, retries, quiet, console)
+
+
+def _run_sweep(
+    plan: Plan,
+    out: Path,
+    jobs: int | None,
+    scheduler: str | None,
+    dask_local: int | None,
+    retries: int,
+    quiet: bool,
+    console: Any,
+) -> int:
     earlier = find_finished(out, plan)
     to_run = [t for t in plan.trials if t.status != "done"]
     display = Display(console, quiet, plan)
@@ -187,10 +206,7 @@ def sweep_main(
                     executor = DaskExecutor(plan.tables, scheduler, dask_local)
                 else:
                     executor = LocalPool(min(jobs or default_jobs(), len(to_run)), plan.tables)
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise NnctlError(f"cannot create the sweep folder {out}: {exc.strerror}") from None
+        write_space(out, plan)
         where = f"on {executor.describe()}" if executor is not None else "nothing left to run"
         notes = [f"{earlier} done earlier"] if earlier else []
         if plan.duplicates:
@@ -225,6 +241,20 @@ def sweep_main(
     write_summary(out, plan)
     order = ranked(plan)
     best = write_best(out, plan, order[0]) if order else None
+    if best is None:
+        (out / "best.yaml").unlink(missing_ok=True)  # never leave an earlier winner behind
     if not quiet:
         print_ranking(console, plan, out, best)
-    return 0 if any(t.status == "done" for t in plan.trials) else 1
+    if any(t.status == "done" for t in plan.trials):
+        return 0
+    _error_console().print(  # even under --quiet: the exit status alone does not say why
+        f"[bold red]sweep failed:[/] no trial finished ({len(plan.trials)} failed); "
+        f"their errors are in {_escape(str(out / 'summary.csv'))}"
+    )
+    return 1
+
+
+def _error_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)

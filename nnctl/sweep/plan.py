@@ -32,6 +32,7 @@ from nnctl.sweep.spec import (
     parse_sweep_section,
     sample_assignments,
 )
+from nnctl.training.loop import training_monitor
 from nnctl.training.prepare import prepare_table, resolve_data_path
 
 _ABBREVIATIONS = {
@@ -245,12 +246,10 @@ def _check_trials(trials: list[Trial], tables: dict[str, Table], monitor: str | 
         known = ["train_loss"]
         if config.data.validation > 0:
             known += ["val_loss", f"val_{headline_metric(trial_task)}"]
-        stopping = config.training.early_stopping
-        if stopping is not None and stopping.monitor not in known:
-            raise ConfigError(
-                f"sweep trial {trial.name}: training.early_stopping.monitor: {stopping.monitor!r} "
-                f"is not recorded in this run; choose one of: {', '.join(known)}"
-            )
+        try:  # the trainer's own monitor check (early stopping, plateau schedule)
+            training_monitor(config, trial_task, config.data.validation > 0)
+        except ConfigError as exc:
+            raise ConfigError(f"sweep trial {trial.name}: {exc.message}", hint=exc.hint) from None
         if monitor not in known:
             raise ConfigError(
                 f"--monitor {monitor}: not recorded by trial {trial.name}{did_you_mean(monitor, known)}",

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from nnctl.config import Config
 from nnctl.data.arrays import release_pages
 from nnctl.engine.metrics import headline_metric
 from nnctl.engine.network import Network
@@ -79,7 +80,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.stop_signal: str | None = None
         self.best_parameters = best_parameters
-        self.monitor, self.maximize = self._monitor()
+        self.monitor, self.maximize = self._monitor()  # refuses a monitor this run does not record
         self.diagnostics = LayerDiagnostics(len(net.layers)) if self.config.training.trace else None
 
     # -- public ------------------------------------------------------------------------------
@@ -230,32 +231,8 @@ class Trainer:
         self._emit("on_epoch_end", record, improved)
 
     # -- best epoch and early stopping --------------------------------------------------------
-    def _recorded_metrics(self) -> set[str]:
-        """History columns a monitor (early stopping, plateau schedule) may watch."""
-        if self.prepared.validation is None:
-            return {"train_loss"}
-        return {"train_loss", "val_loss", f"val_{headline_metric(self.prepared.task)}"}
-
-    def _check_monitor(self, key: str, monitor: str) -> None:
-        known = self._recorded_metrics()
-        if monitor not in known:
-            has_validation = self.prepared.validation is not None
-            raise ConfigError(
-                f"{key}: {monitor!r} is not recorded in this run; choose one of: {', '.join(sorted(known))}",
-                hint=None if has_validation else "set data.validation > 0 to monitor validation metrics",
-            )
-
     def _monitor(self) -> tuple[str, bool]:
-        training = self.config.training
-        plateau_monitor = getattr(training.schedule, "monitor", None)
-        if plateau_monitor is not None:
-            self._check_monitor("training.schedule.monitor", plateau_monitor)
-        stopping = training.early_stopping
-        monitor = stopping.monitor if stopping else ("val_loss" if self.prepared.validation else "train_loss")
-        self._check_monitor("training.early_stopping.monitor", monitor)
-        mode = stopping.mode if stopping else "auto"
-        maximize = mode == "max" or (mode == "auto" and monitor.endswith(("accuracy", "r2")))
-        return monitor, maximize
+        return training_monitor(self.config, self.prepared.task, self.prepared.validation is not None)
 
     def _track_best(self, record: dict[str, Any]) -> bool:
         """Update the best epoch and the early-stopping counter; True when this epoch is the best."""
@@ -297,6 +274,40 @@ class Trainer:
     def _emit(self, event: str, *args: Any) -> None:
         for callback in self.callbacks:
             getattr(callback, event)(self, *args)
+
+
+def recorded_metrics(task: str, has_validation: bool) -> set[str]:
+    """History columns a monitor (early stopping, plateau schedule) may watch."""
+    if not has_validation:
+        return {"train_loss"}
+    return {"train_loss", "val_loss", f"val_{headline_metric(task)}"}
+
+
+def _check_monitor(key: str, monitor: str, task: str, has_validation: bool) -> None:
+    known = recorded_metrics(task, has_validation)
+    if monitor not in known:
+        raise ConfigError(
+            f"{key}: {monitor!r} is not recorded in this run; choose one of: {', '.join(sorted(known))}",
+            hint=None if has_validation else "set data.validation > 0 to monitor validation metrics",
+        )
+
+
+def training_monitor(config: Config, task: str, has_validation: bool) -> tuple[str, bool]:
+    """(the metric that picks the best epoch, whether it is maximized), after refusing any monitor
+    (``training.schedule.monitor``, ``training.early_stopping.monitor``) this run would not record.
+
+    The one check ``Trainer`` makes before its first step and ``nnctl check`` makes without training.
+    """
+    training = config.training
+    plateau_monitor = getattr(training.schedule, "monitor", None)
+    if plateau_monitor is not None:
+        _check_monitor("training.schedule.monitor", plateau_monitor, task, has_validation)
+    stopping = training.early_stopping
+    monitor = stopping.monitor if stopping else ("val_loss" if has_validation else "train_loss")
+    _check_monitor("training.early_stopping.monitor", monitor, task, has_validation)
+    mode = stopping.mode if stopping else "auto"
+    maximize = mode == "max" or (mode == "auto" and monitor.endswith(("accuracy", "r2")))
+    return monitor, maximize
 
 
 def clip_global_norm(grads: list[Array], max_norm: float) -> float:
