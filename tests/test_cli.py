@@ -560,7 +560,7 @@ def test_predict_missing_feature_column_exits_2(iris_run: Path, tmp_path: Path) 
 @pytest.mark.parametrize(
     ("config", "sets", "rule", "task"),
     [
-        (IRIS, [], "fused softmax+CCE: s = a - t, (2.21)", "classification, 3 classes"),
+        (IRIS, [], "fused softmax+CCE: s = a sum_k t_k - t, (2.20)", "classification, 3 classes"),
         (BREAST, [], "(2.28)", "positive class: malignant"),
         (IRIS, ["cost=quadratic"], "(2.16)", "classification, 3 classes"),
         (DIABETES, [], "identity", "regression"),

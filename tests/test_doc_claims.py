@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import CONFIGS, invoke
+from helpers import CONFIGS, invoke, ok
 
 DIGITS = CONFIGS / "digits.yaml"
 IRIS = CONFIGS / "iris.yaml"
@@ -41,3 +41,62 @@ def test_check_refuses_what_train_refuses(tmp_path: Path, sets: list[str], key: 
     assert flat(checked.output) == flat(trained.output)  # the same one message
     assert "valid" not in checked.stdout
     assert not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# The math as a learner reads it
+
+LOGISTIC_ELU = [
+    "--set", "model.layers[1].activation={name: elu, alpha: 0.5}",
+    "--set", "model.layers[2].activation={name: logistic, L: 2, k: 3}",
+    "--set", "cost=quadratic", "--set", "data.task=classification",
+]  # fmt: skip
+
+
+def test_cce_on_a_logistic_output_with_L_not_1_is_refused_as_bce_is() -> None:
+    for L in (2, 0.5):
+        outcome = invoke("check", IRIS, "--set", f"model.layers[1].activation={{name: logistic, L: {L}}}")
+        assert outcome.code == 2, outcome.output
+        assert "cce" in flat(outcome.output) and f"L={L:g}" in flat(outcome.output)
+    accepted = ok(invoke("check", IRIS, "--set", "model.layers[1].activation=logistic"))  # L = 1
+    assert "warning" in accepted.stdout
+
+
+def test_fused_softmax_cce_rule_is_labelled_for_what_it_computes() -> None:
+    import numpy as np
+
+    from nnctl.engine.activations import Softmax
+    from nnctl.engine.costs import CategoricalCrossEntropy, output_rule
+
+    rule = output_rule(CategoricalCrossEntropy(), Softmax())
+    assert "(2.20)" in str(rule) and "a sum_k t_k - t" in str(rule)
+    assert "one-hot" in str(rule)  # (2.21) named only with its condition
+    z = np.array([[0.3, -1.0, 2.0]])
+    t = np.array([[0.5, 0.5, 0.5]])  # not one-hot: (2.20) and (2.21) differ
+    a = Softmax().forward(z)
+    np.testing.assert_allclose(rule.sensitivity(z, a, t), a * 1.5 - t)
+    text = flat(ok(invoke("check", IRIS)).stdout)
+    assert "s = a - t, (2.21)" not in text and "(2.20)" in text
+
+
+def test_explain_fills_in_the_configs_numbers() -> None:
+    text = ok(invoke("explain", DIGITS, *LOGISTIC_ELU)).stdout
+    assert "`3 a (1 - a/2)`" in text  # k = 3, L = 2 in k a (1 - a/L)
+    assert "`1 if z >= 0 else a + 0.5`" in text  # alpha = 0.5
+    assert "Lk/4 = 1.5" in text  # the generalized logistic's midpoint slope, next to the x4 of (1.35)
+    plain = ok(invoke("explain", DIGITS)).stdout
+    assert "Lk/4" not in plain  # no logistic, no note
+
+
+def test_iris_with_bce_gets_one_consistent_hint() -> None:
+    hints = []
+    for units in (3, 1):
+        outcome = invoke(
+            "check", IRIS, "--set", "cost=bce", "--set", "model.layers[1].activation=logistic",
+            "--set", f"model.layers[1].units={units}",
+        )  # fmt: skip
+        assert outcome.code == 2
+        hints.append(flat(outcome.output))
+    for hint in hints:  # both point to the same fix: a softmax output of 3 units with cce
+        assert "softmax" in hint and "cce" in hint, hint
+    assert "units to 1" not in hints[0]
