@@ -1,4 +1,4 @@
-"""A dataset larger than we want in memory, trained with ``data.mmap: true`` (issue 5).
+"""A dataset larger than we want in memory, trained with ``data.mmap: true``.
 
 Writes W1-style features straight to ``FOLDER/x.npy`` (float32, chunk by chunk, never whole in
 memory) and labels to ``y.npy``, then runs ``nnctl train`` on it as a subprocess and reports the

@@ -1,4 +1,4 @@
-"""Whole-process costs of the ``nnctl`` command (issue 5): startup and one real training run.
+"""Whole-process costs of the ``nnctl`` command: startup and one real training run.
 
 * ``nnctl --help`` and ``nnctl --version`` in fresh processes (median of N): lazy imports keep
   numpy, pydantic and the engine out of these.

@@ -561,6 +561,12 @@ def markdown(results: dict) -> str:
                 f"- {lib['user_api']}: {lib['library']} {lib['version']}, {lib['threads']} threads, "
                 f"architecture {lib['architecture'] or '—'} ({lib['file']})"
             )
+    others = [lib for lib in env["blas"] if lib.get("threads") not in (None, env["threads"])]
+    if others:  # a library loaded after the limit was set would run with its own thread count
+        lines.append(
+            "- **note**: not every library runs the threads asked for: "
+            + ", ".join(f"{lib['file']} {lib['threads']}" for lib in others)
+        )
     if "torch_blas" in env:
         lines.append(f"- torch BLAS: {env['torch_blas']}, CPU capability {env['torch_cpu_capability']}")
     if env["env"]:
@@ -671,7 +677,7 @@ def markdown(results: dict) -> str:
             lines.append(f"- nnctl with the variables unset ÷ as set: {gain}")
     rows = results.get("targets", [])
     if rows:
-        lines += ["", "## Targets (issue 5)", "", "| target | measured | goal | met |", "|---|---:|---:|---|"]
+        lines += ["", "## Targets", "", "| target | measured | goal | met |", "|---|---:|---:|---|"]
         for row in rows:
             if row["value"] is None:
                 lines.append(f"| {row['target']} | — | {row['goal']} | not measured |")
@@ -685,6 +691,18 @@ def markdown(results: dict) -> str:
                 value, goal = f"{row['value']:.2f}×", f"≥ {row['goal']:.1f}×"
             lines.append(f"| {row['target']} | {value} | {goal} | {'met' if row['met'] else '**not met**'} |")
     return "\n".join(lines) + "\n"
+
+
+def limit_threads(threads: int | None) -> object:
+    """Limit every BLAS/OpenMP library loaded so far to ``threads`` (None: leave them)."""
+    if threads is None:
+        return None
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        print("threadpoolctl not installed: --threads cannot limit BLAS", file=sys.stderr)
+        return None
+    return threadpool_limits(threads)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -702,14 +720,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--blas-child", type=int, metavar="ROWS", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
-    limiter = None
     if args.threads is not None:
-        try:
-            from threadpoolctl import threadpool_limits
-
-            limiter = threadpool_limits(args.threads)
-        except ImportError:
-            print("threadpoolctl not installed: --threads cannot limit BLAS", file=sys.stderr)
+        peers.load_torch()  # load every peer's BLAS and OpenMP first: a limit applies to those loaded
+        peers.load_sklearn()
+    limiter = limit_threads(args.threads)
     if args.memory_child:
         memory_child(int(args.memory_child[0]), args.memory_child[1])
         return 0

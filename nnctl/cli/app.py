@@ -19,7 +19,7 @@ from nnctl import __version__
 
 app = typer.Typer(
     name="nnctl",
-    help="Train dense neural networks from a YAML config: train, eval, predict, check, gradcheck.",
+    help="Train dense neural networks from a YAML config.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -257,24 +257,29 @@ def eval_(
         Path | None, typer.Option(help="Rows to evaluate [default: the checkpoint's test split].")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    plot: Annotated[Path | None, typer.Option(help="Write a confusion-matrix figure (PNG/SVG).")] = None,
+    plot: Annotated[
+        Path | None, typer.Option(help="Write a confusion-matrix figure: .png, .svg or .pdf, by the suffix.")
+    ] = None,
 ) -> None:
     """Metrics of a checkpoint on FILE's rows or on its own test split."""
     from nnctl.errors import NnctlError
     from nnctl.workflows import evaluate_checkpoint
 
+    written = None
     try:
         result = evaluate_checkpoint(checkpoint, data)
         if plot is not None:
             from nnctl.cli.plots import plot_confusion_matrix
 
-            plot_confusion_matrix(result, plot)
+            written = plot_confusion_matrix(result, plot)
     except NnctlError as exc:
         raise _fail(exc) from None
     if as_json:
         typer.echo(json.dumps(result))
-        return
-    _print_metrics(_console(), result)
+    else:
+        _print_metrics(_console(), result)
+    if written is not None:  # as `nnctl plot` says it; on stderr under --json, which keeps stdout JSON
+        typer.echo(f"wrote {written}", err=as_json)
 
 
 def _print_metrics(console: Any, result: dict[str, Any]) -> None:
@@ -357,7 +362,9 @@ def check(config: ConfigArg, set_: SetOption = None) -> None:
     console.print(f"[green]valid[/]: {escape(str(config))}  ({escape(resolved.name or '')})")
     console.print(f"task: {escape(describe_targets(prepared.encoder))}")
     features, rows = prepared.train.n_features, prepared.train.size
-    console.print(f"data: {escape(prepared.source)}: {features} features; train {rows} rows")
+    console.print(
+        f"data: {escape(prepared.source)}: {_count(features, 'feature')}; train {_count(rows, 'row')}"
+    )
     for warning in resolved.warnings():
         console.print(f"[yellow]warning:[/] {escape(warning)}")
     console.print(_layer_table(net, features))
@@ -370,10 +377,15 @@ def check(config: ConfigArg, set_: SetOption = None) -> None:
     )
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 feature``, ``2 features``."""
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
 def _layer_table(net: Any, input_units: int) -> Any:
     from rich.table import Table
 
-    table = Table(title=f"network: {input_units} inputs, {net.parameter_count:,} parameters")
+    table = Table(title=f"network: {_count(input_units, 'input')}, {net.parameter_count:,} parameters")
     _columns(table, "layer", "units", "W shape", "activation", "init (bound)", "params", "backprop")
     for row in net.describe_layers():
         table.add_row(
