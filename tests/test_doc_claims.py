@@ -138,11 +138,16 @@ def test_readme_lists_every_builtin_wherever_it_lists_builtins() -> None:
 
 def test_reliability_page_names_existing_tests_and_marks_only_open_promises_xfail() -> None:
     page = (REPO / "docs" / "reliability.md").read_text(encoding="utf-8")
-    files = {"R": "test_reliability.py", "I": "test_interrupts.py", "F": "test_fuzz.py"}
+    files = {
+        "R": "test_reliability.py",
+        "I": "test_interrupts.py",
+        "F": "test_fuzz.py",
+        "L": "test_run_locks.py",
+    }
     checked = 0
     for row in page.splitlines():
         cells = row.split("|")
-        if len(cells) < 4 or not re.search(r"\b[RIF] `test_", cells[-2]):
+        if len(cells) < 4 or not re.search(r"\b[RIFL] `test_", cells[-2]):
             continue
         source = (REPO / "tests" / files[cells[-2].strip()[0]]).read_text(encoding="utf-8")
         for name in re.findall(r"`(test_\w+)", cells[-2]):
@@ -250,3 +255,19 @@ def test_template_comments_line_up(template: str) -> None:
 
     columns = {line.index("#") for line in TEMPLATES[template].splitlines() if "#" in line.lstrip()[1:]}
     assert len(columns) == 1, columns
+
+
+def test_docs_install_nnctl_only_in_ways_that_work() -> None:
+    """nnctl is not on the package index: ``pip install 'nnctl[dask]'`` fails in a fresh environment.
+    The docs install from the checkout (``-e '.[extra]'``) or from a wheel built from it; the wheel
+    route itself is run by ``.ci/wheel.sh``. Messages point to installable packages too."""
+    texts = {
+        path: path.read_text(encoding="utf-8") for path in [REPO / "README.md", *(REPO / "docs").glob("*.md")]
+    }
+    for path, text in texts.items():
+        for command in re.findall(r"pip install [^`\n&;|#]*", text):
+            arguments = command[len("pip install") :]
+            assert not re.search(r"""(^|\s)['"]?nnctl(\[|['"\s]|$)""", arguments), f"{path.name}: {command}"
+    wheel = texts[REPO / "docs" / "sweeps.md"]
+    assert "pip wheel . --no-deps -w dist" in wheel and '"$(echo dist/nnctl-*.whl)[dask]"' in wheel
+    assert "wheel.sh" in (REPO / ".ci" / "run").read_text(encoding="utf-8")
