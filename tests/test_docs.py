@@ -61,7 +61,10 @@ NOT_RUN = [
     (r"^python3? -m venv\b", "creates a virtual environment (CI: .ci/run, .ci/wheel.sh)"),
     (r"^pytest\b", "the test suite itself"),
     (r"^dask (scheduler|worker)\b", "starts a Dask server (tests/test_sweep.py runs a real cluster)"),
-    (r"--scheduler tcp://[A-Z]\b", "needs the Dask cluster of the doc (tests/test_sweep.py runs one)"),
+    (r"--scheduler tcp://", "needs the Dask cluster of the doc (tests/test_sweep.py runs one)"),
+    (r"^(nnctl serve|mlflow (ui|server)|uvicorn)\b", "starts a server that runs until stopped (its own tests "
+     "start one on 127.0.0.1)"),
+    (r"^curl\b", "talks to a server started above"),
     (r"^\.ci/container\.sh --relock\b", "rewrites constraints.txt from the package index"),
 ]  # fmt: skip
 # (pattern, importable module): commands that need an optional extra.
@@ -73,12 +76,27 @@ EXTRAS = [
     (r"^nnctl serve\b", "fastapi"),
     (r"\bmlflow\b", "mlflow"),
 ]
+
+
+def training_commands() -> list[str]:
+    """Commands that train and take ``--set``: they get the shorter epochs."""
+    from nnctl.cli.app import app
+
+    found = []
+    for command in app.registered_commands:
+        name = command.name or (command.callback.__name__ if command.callback else "")
+        parameters = command.callback.__code__.co_varnames if command.callback else ()
+        if name in ("train", "sweep", "cv", "compare") and "set_" in parameters:
+            found.append(name)
+    return found
+
+
 # Shell functions: shorter trainings and quick benchmarks, for the test only.
 PRELUDE = """
 nnctl() {
   case "$1" in
-    train|sweep) if [ "$NNCTL_DOCS_EPOCHS" != 0 ]; then
-                   command nnctl "$@" --set "training.epochs=$NNCTL_DOCS_EPOCHS"; return; fi;;
+    TRAINING_COMMANDS) if [ "$NNCTL_DOCS_EPOCHS" != 0 ]; then
+          command nnctl "$@" --set "training.epochs=$NNCTL_DOCS_EPOCHS"; return; fi;;
   esac
   command nnctl "$@"
 }
@@ -88,7 +106,7 @@ python() {
     *) command python "$@";;
   esac
 }
-"""
+""".replace("TRAINING_COMMANDS", "|".join(training_commands()))
 
 
 @dataclass
@@ -277,7 +295,7 @@ def run_shell(command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     }
     return subprocess.run(
         ["bash", "-c", PRELUDE + "\nset -o pipefail\n" + command],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False,
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=180, check=False,
     )  # fmt: skip
 
 
@@ -401,6 +419,8 @@ def test_markers_and_rules() -> None:
     assert reason_not_to_run("pip install -e . && nnctl train configs/digits.yaml") is None
     assert without_skipped_segments("pip install -e . && nnctl train c.yaml") == "nnctl train c.yaml"
     assert reason_not_to_run("pip install -e '.[test]' && pytest") is not None
+    assert reason_not_to_run("nnctl serve runs/x/best.npz --port 8000") is not None
+    assert {"train", "sweep"} <= set(training_commands())
     steps = console_steps(doc, ["$ nnctl train bad.yaml", "error: bad.yaml: no such config file"], 1)
     assert steps[0].expect == 2 and steps[0].expect_error == "error: bad.yaml: no such config file"
 
