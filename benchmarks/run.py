@@ -701,6 +701,12 @@ def markdown(results: dict) -> str:
                 f"- {lib['user_api']}: {lib['library']} {lib['version']}, {lib['threads']} threads, "
                 f"architecture {lib['architecture'] or '—'} ({lib['file']})"
             )
+    others = [lib for lib in env["blas"] if lib.get("threads") not in (None, env["threads"])]
+    if others:  # a library loaded after the limit was set would run with its own thread count
+        lines.append(
+            "- **note**: not every library runs the threads asked for: "
+            + ", ".join(f"{lib['file']} {lib['threads']}" for lib in others)
+        )
     if "torch_blas" in env:
         lines.append(
             f"- PyTorch BLAS: {env['torch_blas']} ({env.get('torch_blas_version', 'version unknown')}), "
@@ -861,6 +867,18 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def limit_threads(threads: int | None) -> object:
+    """Limit every BLAS/OpenMP library loaded so far to ``threads`` (None: leave them)."""
+    if threads is None:
+        return None
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        print("threadpoolctl not installed: --threads cannot limit BLAS", file=sys.stderr)
+        return None
+    return threadpool_limits(threads)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -879,14 +897,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    limiter = None
     if args.threads is not None:
-        try:
-            from threadpoolctl import threadpool_limits
-
-            limiter = threadpool_limits(args.threads)
-        except ImportError:
-            print("threadpoolctl not installed: --threads cannot limit BLAS", file=sys.stderr)
+        peers.load_torch()  # load every peer's BLAS and OpenMP first: a limit applies to those loaded
+        peers.load_sklearn()
+    limiter = limit_threads(args.threads)
     if args.memory_child:
         memory_child(int(args.memory_child[0]), args.memory_child[1])
         return 0

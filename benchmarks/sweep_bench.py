@@ -77,7 +77,7 @@ def main() -> None:
 
         setups.append(("Dask LocalCluster", 2, {"dask_local": 2}))
     except ImportError:
-        print("(distributed is not installed: the Dask row is skipped; pip install 'nnctl[dask]')")
+        print("(distributed is not installed: the Dask row is skipped; pip install distributed)")
 
     results = []
     for label, workers, executor in setups:

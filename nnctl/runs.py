@@ -1,11 +1,13 @@
 """The run folder: ``last.npz``, ``best.npz``, ``history.csv`` and the resolved ``config.yaml``.
 
 ``RunWriter`` is a training callback; every file is replaced atomically, so an interrupted or failed
-run leaves the previous version of each file whole.
+run leaves the previous version of each file whole. ``FolderLock`` keeps a second process out of a
+folder while a run (or a sweep) writes to it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
@@ -18,11 +20,114 @@ import yaml
 from nnctl.checkpoint import Checkpoint, save_checkpoint
 from nnctl.config import Config
 from nnctl.errors import NnctlError
-from nnctl.files import atomic_write_text
+from nnctl.files import _write_error, atomic_write_text
 from nnctl.training.loop import Callback, Trainer
 from nnctl.training.resume import make_checkpoint
 
 CHECKPOINT_FILES = ("last.npz", "best.npz")
+LOCK_FILE = ".nnctl.lock"
+
+
+class FolderLock:
+    """An exclusive ``fcntl.flock`` on ``FOLDER/.nnctl.lock`` for as long as a run writes there.
+
+    The lock file holds the owner's process id, for the message a second run gets. The kernel drops
+    the lock when its process dies, however it dies, so a killed run never blocks the next one (its
+    stale lock file is simply locked again). ``release`` removes the lock file, and the folder
+    itself when this lock created it and nothing else was written there (a refused run leaves no
+    empty folder behind).
+    """
+
+    def __init__(self, folder: Path, what: str = "run") -> None:
+        self.folder = Path(folder)
+        self.what = what
+        self.path = self.folder / LOCK_FILE
+        self.created: list[Path] = []  # folders this lock made, outermost first
+        self.fd: int | None = None
+
+    def acquire(self) -> FolderLock:
+        """Create the folder if needed and lock it; ``NnctlError`` (exit 2) when another process holds it."""
+        self._make_folder()
+        try:
+            self._lock()
+        except BaseException:
+            self._remove_created()
+            raise
+        return self
+
+    def _make_folder(self) -> None:
+        if self.folder.exists() and not self.folder.is_dir():
+            raise NnctlError(f"{self.folder}: exists and is not a folder", hint="choose another --out")
+        missing = [p for p in (self.folder, *self.folder.parents) if not p.exists()]
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise NnctlError(f"cannot create the {self.what} folder {self.folder}: {exc.strerror}") from None
+        self.created = list(reversed(missing))
+
+    def _lock(self) -> None:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - no flock on this platform: run unlocked
+            return
+        for _ in range(100):
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+            except OSError as exc:  # a read-only or full file system, no permission: named as for any write
+                raise _write_error(self.path, exc) from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                owner = _read_pid(fd)
+                os.close(fd)
+                holder = f"process {owner}" if owner else "another process"
+                raise NnctlError(
+                    f"{self.folder} is in use: another nnctl {self.what} ({holder}) is writing to it",
+                    hint="wait for it to finish, or choose another folder with --out",
+                ) from None
+            if _same_file(fd, self.path):
+                self.fd = fd
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+                return
+            os.close(fd)  # the file was removed by its previous owner while we waited: take the new one
+        raise NnctlError(f"{self.path}: could not lock the {self.what} folder")  # pragma: no cover
+
+    def release(self) -> None:
+        """Unlock, remove the lock file, and the folders this lock created if they are still empty."""
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                self.path.unlink()  # while still locked, so no one locks the old file after us
+            os.close(self.fd)
+            self.fd = None
+        self._remove_created()
+
+    def _remove_created(self) -> None:
+        for folder in reversed(self.created):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only empty folders go
+        self.created = []
+
+    def __enter__(self) -> FolderLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _read_pid(fd: int) -> str:
+    with contextlib.suppress(OSError, ValueError):
+        text = os.pread(fd, 32, 0).decode("ascii").strip()
+        return str(int(text))
+    return ""
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        here, there = os.fstat(fd), os.stat(path)
+    except OSError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
 
 class RunFolder:
@@ -34,6 +139,10 @@ class RunFolder:
         self.best = self.path / "best.npz"
         self.history = self.path / "history.csv"
         self.config = self.path / "config.yaml"
+
+    def lock(self) -> FolderLock:
+        """Lock the folder (creating it) for one run; see ``FolderLock``."""
+        return FolderLock(self.path).acquire()
 
     def has_checkpoint(self) -> bool:
         return any((self.path / name).exists() for name in CHECKPOINT_FILES)

@@ -20,9 +20,10 @@ from nnctl.data.load import load_table
 from nnctl.data.normalize import Normalizer
 from nnctl.data.targets import TargetEncoder
 from nnctl.errors import CheckpointError, ConfigError, DataError, NnctlError
-from nnctl.runs import RunFolder, RunWriter, relocate_data_path
+from nnctl.runs import FolderLock, RunFolder, RunWriter, relocate_data_path
 from nnctl.training.evaluate import evaluate
 from nnctl.training.loop import Callback, Trainer
+from nnctl.training.monitor import best_epoch_monitor
 from nnctl.training.prepare import Prepared, Split, build_network, network_from_checkpoint, prepare
 from nnctl.training.resume import trainer_from_checkpoint
 
@@ -38,6 +39,13 @@ class TrainPlan:
     resume: Checkpoint | None = None
     init_from: Checkpoint | None = None
     warnings: list[str] = field(default_factory=list)
+    lock: FolderLock | None = None  # held from planning until ``release``
+
+    def release(self) -> None:
+        """Unlock the run folder (and remove it if this run created it and wrote nothing)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
 
 @dataclass
@@ -73,13 +81,7 @@ def plan_training(
         checkpoint = load_checkpoint(resume)
         config = resumed_config(checkpoint, config_path, overrides)
         folder = RunFolder(out if out is not None else resume.parent)
-        if (
-            out is not None
-            and folder.path.resolve() != resume.parent.resolve()
-            and folder.has_checkpoint()
-            and not force
-        ):
-            raise _folder_taken(folder)
+        moved = out is not None and folder.path.resolve() != resume.parent.resolve()
         config_dir = None
     else:
         if config_path is None:
@@ -87,21 +89,27 @@ def plan_training(
         config = load_config(config_path, overrides)
         config_dir = config_path.parent
         folder = RunFolder(out if out is not None else Path("runs") / (config.name or config_path.stem))
-        if folder.has_checkpoint() and not force:
-            raise _folder_taken(folder)
-        checkpoint = None
+        checkpoint, moved = None, False
     if deterministic and not config.training.deterministic:
         config = config.model_copy(
             update={"training": config.training.model_copy(update={"deterministic": True})}
         )
-    return TrainPlan(
-        config,
-        config_dir,
-        folder,
-        resume=checkpoint,
-        init_from=load_checkpoint(init_from) if init_from is not None else None,
-        warnings=config.warnings(),
-    )
+    lock = folder.lock()  # before the checkpoint check: a folder in use is refused even with --force
+    try:
+        if (checkpoint is None or moved) and folder.has_checkpoint() and not force:
+            raise _folder_taken(folder)
+        return TrainPlan(
+            config,
+            config_dir,
+            folder,
+            resume=checkpoint,
+            init_from=load_checkpoint(init_from) if init_from is not None else None,
+            warnings=config.warnings(),
+            lock=lock,
+        )
+    except BaseException:
+        lock.release()
+        raise
 
 
 def _folder_taken(folder: RunFolder) -> NnctlError:
@@ -376,8 +384,10 @@ def _num(value: float) -> str:
 
 
 def check_summary(config_path: Path, overrides: Sequence[str] = ()) -> tuple[Config, Prepared, Any]:
-    """Validate a config against its data and build (but not train) its network."""
+    """Validate a config against its data and build (but not train) its network: every refusal
+    ``nnctl train`` makes before its first step (the trainer's monitor check included)."""
     config = load_config(config_path, overrides)
     prepared = prepare(config, config_path.parent)
     net = build_network(config, prepared.train.n_features)
+    best_epoch_monitor(config, prepared.task, prepared.validation is not None)
     return config, prepared, net

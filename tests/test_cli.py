@@ -568,7 +568,7 @@ def test_predict_missing_feature_column_exits_2(iris_run: Path, tmp_path: Path) 
 @pytest.mark.parametrize(
     ("config", "sets", "rule", "task"),
     [
-        (IRIS, [], "fused softmax+CCE: s = a - t, (2.21)", "classification, 3 classes"),
+        (IRIS, [], "fused softmax+CCE: s = a sum_k t_k - t, (2.20)", "classification, 3 classes"),
         (BREAST, [], "(2.28)", "positive class: malignant"),
         (IRIS, ["cost=quadratic"], "(2.16)", "classification, 3 classes"),
         (DIABETES, [], "identity", "regression"),
@@ -626,8 +626,8 @@ def test_gradcheck_fails_with_exit_1_on_impossible_tolerance() -> None:
 
 
 def test_explain_prints_equations_with_shapes() -> None:
-    text = ok(invoke("explain", IRIS)).stdout
-    assert "W^1 (16, 4)" in text and "W^2 (3, 16)" in text
+    text = ok(invoke("explain", IRIS)).stdout  # piped: the Markdown source
+    assert "`W^1` (16, 4)" in text and "`W^2` (3, 16)" in text
     assert "(2.21)" in text and "(1.32)" in text
     markdown = ok(invoke("explain", IRIS, "--markdown")).stdout
     assert markdown.lstrip().startswith("#")

@@ -111,7 +111,7 @@ def test_rule_selection() -> None:
     assert not output_rule(CategoricalCrossEntropy(), Logistic()).fused
     assert not output_rule(Quadratic(), Softmax()).fused
     assert not output_rule(Quadratic(), Logistic()).fused
-    assert output_rule(CategoricalCrossEntropy(), Softmax()).equation == "(2.21)"
+    assert output_rule(CategoricalCrossEntropy(), Softmax()).equation.startswith("(2.20)")
     assert output_rule(BinaryCrossEntropy(), Logistic()).equation == "(2.28)"
 
 

@@ -46,7 +46,7 @@ class _Commands(TyperGroup):
 app = typer.Typer(
     name="nnctl",
     cls=_Commands,
-    help="Train dense neural networks from a YAML config: train, eval, predict, check, gradcheck.",
+    help="Train dense neural networks from a YAML config.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -80,10 +80,18 @@ TlsKeyOption = Annotated[
 ]
 
 
+UNWRAPPED_WIDTH = 10_000  # piped or logged output: lines as long as they need to be
+
+
 def _console(stderr: bool = False) -> Any:
+    """A terminal's width on a terminal; elsewhere (pipes, logs) no width limit at all, so Rich never
+    crops or wraps what it prints to 80 columns. Tables fold long cells rather than cut them."""
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    console = Console(stderr=stderr, highlight=False, soft_wrap=True)
+    if not console.is_terminal:
+        console.width = UNWRAPPED_WIDTH
+    return console
 
 
 def _fail(exc: BaseException) -> typer.Exit:
@@ -151,7 +159,7 @@ def train(
     from nnctl.workflows import blas_threads, finish_training, plan_training, prepare_for_plan, run_training
 
     console = _console()
-    trainer = None
+    trainer = plan = None
     try:
         plan = plan_training(
             config,
@@ -203,6 +211,9 @@ def train(
         )
         _console(stderr=True).print(message)
         raise typer.Exit(130) from None
+    finally:
+        if plan is not None:
+            plan.release()  # the run folder's lock
     if not quiet:
         print_summary(console, result)
 
@@ -281,10 +292,10 @@ def eval_(
         written = write_eval_plots(report, plot)
     if as_json:
         typer.echo(json.dumps(result))
-        return
-    print_metrics(_console(), result)
-    for path in written:
-        typer.echo(f"wrote {path}")
+    else:
+        print_metrics(_console(), result)
+    for path in written:  # as `nnctl plot` says it; on stderr under --json, which keeps stdout JSON
+        typer.echo(f"wrote {path}", err=as_json)
 
 
 @app.command()
@@ -369,7 +380,7 @@ def check(config: ConfigArg, set_: SetOption = None) -> None:
     """Validate a config against its data and show the network it compiles to (no training)."""
     from rich.markup import escape
 
-    from nnctl.cli.render import layer_table
+    from nnctl.cli.render import count, layer_table
     from nnctl.data.targets import describe_targets
     from nnctl.workflows import check_summary
 
@@ -379,7 +390,9 @@ def check(config: ConfigArg, set_: SetOption = None) -> None:
     console.print(f"[green]valid[/]: {escape(str(config))}  ({escape(resolved.name or '')})")
     console.print(f"task: {escape(describe_targets(prepared.encoder))}")
     features, rows = prepared.train.n_features, prepared.train.size
-    console.print(f"data: {escape(prepared.source)}: {features} features; train {rows} rows")
+    console.print(
+        f"data: {escape(prepared.source)}: {count(features, 'feature')}; train {count(rows, 'row')}"
+    )
     for warning in resolved.warnings():
         console.print(f"[yellow]warning:[/] {escape(warning)}")
     console.print(layer_table(net, features))
@@ -403,8 +416,7 @@ def gradcheck(
     ] = 2000,
 ) -> None:
     """Prove backprop right: analytic gradients vs central finite differences, per layer."""
-    from rich.table import Table
-
+    from nnctl.cli.tables import Table
     from nnctl.engine.gradcheck import gradient_check
     from nnctl.workflows import check_summary
 
@@ -438,7 +450,10 @@ def explain(
     config: ConfigArg,
     set_: SetOption = None,
     markdown: Annotated[
-        bool, typer.Option("--markdown", help="Print Markdown instead of rich text.")
+        bool,
+        typer.Option(
+            "--markdown", help="Print the Markdown source on a terminal too (piped output always is)."
+        ),
     ] = False,
 ) -> None:
     """The seed's equations for this config: forward, backward rule and initializer per layer."""
@@ -447,12 +462,14 @@ def explain(
 
     resolved, _prepared, net = check_summary(config, set_ or [])
     text = explain_network(resolved, net)
-    if markdown:
+    console = _console()
+    if markdown or not console.is_terminal:  # piped: the Markdown source, every character of it
         typer.echo(text)
         return
     from rich.markdown import Markdown
 
-    _console().print(Markdown(text))
+    console.soft_wrap = False  # wrap paragraphs at the terminal's width rather than crop them
+    console.print(Markdown(text))
 
 
 @app.command()
@@ -523,6 +540,9 @@ def sweep(
     tls_key: TlsKeyOption = None,
     mlflow: MlflowOption = None,
     mlflow_experiment: MlflowExperimentOption = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace another sweep held by the sweep folder.")
+    ] = False,
 ) -> None:
     """Train many variants of CONFIG (a grid or a random space), locally or on a Dask cluster."""
     from nnctl.cli.sweep import sweep_main
@@ -549,6 +569,7 @@ def sweep(
                 folds=folds,
                 security=tls_security(scheduler, tls_ca_file, tls_cert, tls_key),
                 tracker=runs_tracker(mlflow, mlflow_experiment, "sweep"),
+                force=force,
             )
     except KeyboardInterrupt:
         _console(stderr=True).print(

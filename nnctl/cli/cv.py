@@ -125,7 +125,7 @@ def refit_result(cv: CvPlan) -> dict[str, Any] | None:
 
 
 def print_cv(console: Any, summary: CvSummary, refit: dict[str, Any] | None, out: Path) -> None:
-    from rich.table import Table
+    from nnctl.cli.tables import Table
 
     table = Table(title=f"{summary.k}-fold cross-validation (each fold's last epoch)", title_justify="left")
     table.add_column("fold", justify="right")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from nnctl.config import Config
+from nnctl.engine.activations import Activation, Elu, Logistic
+from nnctl.engine.initializers import Initializer, Xavier
 from nnctl.engine.network import Network
 
 
@@ -27,7 +29,7 @@ def explain_network(config: Config, net: Network) -> str:
             f"- forward (1.3)-(1.4): `z^{index} = {previous} W^{index}T + b^{index}` "
             f"with `{previous}` (B, {layer.fan_in}), `W^{index}` ({layer.units}, {layer.fan_in}), "
             f"`b^{index}` ({layer.units},); `a^{index} = {act.name}(z^{index})` (B, {layer.units})",
-            f"- derivative: {getattr(act, 'derivative_formula', '')}",
+            f"- derivative: {derivative_text(act)}",
         ]
         if index == last:
             lines.append(f"- output sensitivity: {net.rule.label}, {net.rule.equation}")
@@ -39,6 +41,7 @@ def explain_network(config: Config, net: Network) -> str:
             f"`dC/db^{index} = mean of s^{index}`",
             f"- initializer {layer.initializer.name}: U(-r, r), r = {layer.initializer.formula(act)}"  # type: ignore[attr-defined]
             f" = {bound:.4g} (fan_in {layer.fan_in}, fan_out {layer.units}); biases 0",
+            *xavier_logistic_note(layer.initializer.resolve(act), act),
             "",
         ]
     training = config.training
@@ -50,3 +53,28 @@ def explain_network(config: Config, net: Network) -> str:
         + (" — `W <- W - eta dC/dW` (1.32)" if training.optimizer.name == "sgd" else ""),
     ]
     return "\n".join(lines)
+
+
+def derivative_text(act: Activation) -> str:
+    """The activation's derivative (table 1.1), with this config's parameters filled in."""
+    if isinstance(act, Logistic):
+        k = "" if act.k == 1 else f"{act.k:g} "
+        over_L = "" if act.L == 1 else f"/{act.L:g}"
+        return f"k a (1 - a/L) = `{k}a (1 - a{over_L})` (k = {act.k:g}, L = {act.L:g})   (1.10)"
+    if isinstance(act, Elu):
+        return f"1 if z >= 0 else a + alpha = `1 if z >= 0 else a + {act.alpha:g}` (alpha = {act.alpha:g})"
+    return getattr(act, "derivative_formula", "")
+
+
+def xavier_logistic_note(initializer: Initializer, act: Activation) -> list[str]:
+    """What the x4 of (1.35) means for a generalized logistic: it is 1/sigma'(0) of the plain
+    sigmoid, whose midpoint slope is 1/4; a logistic's midpoint slope is Lk/4."""
+    if not (isinstance(initializer, Xavier) and isinstance(act, Logistic)):
+        return []
+    slope = act.L * act.k / 4
+    if slope == 0.25:
+        return ["  - the 4 of (1.35) is 1/sigma'(0): the plain sigmoid's slope at its midpoint is 1/4"]
+    return [
+        f"  - the 4 of (1.35) is 1/sigma'(0) of the plain sigmoid (L = k = 1); this logistic's slope at "
+        f"its midpoint is Lk/4 = {slope:g}, so 1/slope would be {1 / slope:.3g}; nnctl keeps the seed's 4"
+    ]

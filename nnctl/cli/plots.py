@@ -1,11 +1,11 @@
 """Figures of a run (``nnctl plot``) and of a confusion matrix (``nnctl eval --plot``).
 
-matplotlib is an optional extra (``pip install 'nnctl[plot]'``) and is imported only here, inside
-the functions, so every other command works without it. Figures are drawn on matplotlib's Agg
-canvas through the object API (``matplotlib.figure.Figure``), never through pyplot: no display,
-no global figure state, nothing that depends on the user's backend settings. Every file is written
-to a temporary file and renamed into place (``nnctl.files.atomic_writer``), so an interrupted or
-failed plot never leaves half a PNG behind.
+matplotlib is an optional extra (``pip install matplotlib``, or ``pip install -e '.[plot]'`` in a
+checkout) and is imported only here, inside the functions, so every other command works without it.
+Figures are drawn on matplotlib's Agg canvas through the object API (``matplotlib.figure.Figure``),
+never through pyplot: no display, no global figure state, nothing that depends on the user's backend
+settings. Every file is written to a temporary file and renamed into place
+(``nnctl.files.atomic_writer``), so an interrupted or failed plot never leaves half a PNG behind.
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ def _figure_class() -> Any:
         # a broken install (e.g. a compiled part missing) says why; an absent one needs no detail
         detail = "" if isinstance(exc, ModuleNotFoundError) else f" ({exc})"
         raise NnctlError(
-            f"matplotlib is not installed{detail}; plots need it", hint="pip install 'nnctl[plot]'"
+            f"matplotlib is not installed{detail}; plots need it",
+            hint="pip install matplotlib (the plot extra; in nnctl's checkout: pip install -e '.[plot]')",
         ) from None
     return Figure
 

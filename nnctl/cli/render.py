@@ -9,6 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 
+def count(n: int, noun: str) -> str:
+    """``1 feature``, ``2 features``."""
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
 def progress_callbacks(console: Any, quiet: bool) -> list[Any]:
     """The training progress display: bars on a terminal, one line per epoch otherwise."""
     from nnctl.cli.progress import PlainProgress, RichProgress
@@ -38,9 +43,8 @@ def print_start(console: Any, plan: Any, prepared: Any) -> None:
 
 
 def print_summary(console: Any, result: Any) -> None:
-    from rich.table import Table
-
     from nnctl.cli.progress import sparkline
+    from nnctl.cli.tables import Table
 
     table = Table(title="training summary", show_header=False)
     table.add_row("epochs", str(len(result.history)) + (" (stopped early)" if result.stopped_early else ""))
@@ -59,7 +63,8 @@ def print_summary(console: Any, result: Any) -> None:
 
 def print_metrics(console: Any, result: dict[str, Any]) -> None:
     from rich.markup import escape
-    from rich.table import Table
+
+    from nnctl.cli.tables import Table
 
     console.print(
         f"[bold]{escape(result['checkpoint'])}[/] on {escape(result['data'])} ({result['samples']} rows)"
@@ -96,9 +101,9 @@ def print_metrics(console: Any, result: dict[str, Any]) -> None:
 
 
 def layer_table(net: Any, input_units: int) -> Any:
-    from rich.table import Table
+    from nnctl.cli.tables import Table
 
-    table = Table(title=f"network: {input_units} inputs, {net.parameter_count:,} parameters")
+    table = Table(title=f"network: {count(input_units, 'input')}, {net.parameter_count:,} parameters")
     for column in ("layer", "units", "W shape", "activation", "init (bound)", "params", "backprop"):
         table.add_column(column)
     for row in net.describe_layers():

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from rich.markup import escape
-from rich.table import Table
+
+from nnctl.cli.tables import Table
 
 
 def _cell(value: Any) -> str:

@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from nnctl.errors import NnctlError
+from nnctl.runs import FolderLock
 from nnctl.sweep.cv import check_folds, expand_folds, score_trials
 from nnctl.sweep.executors import check_executor_options, one_blas_thread_env, open_executor
 from nnctl.sweep.plan import Plan, Trial, build_plan
 from nnctl.sweep.runner import Runner
-from nnctl.sweep.store import find_finished, ranked, write_best, write_summary
+from nnctl.sweep.store import claim_folder, find_finished, ranked, write_best, write_space, write_summary
 from nnctl.sweep.worker import TrialCallbacks
 
 
@@ -74,7 +75,7 @@ class Display:
             self.console.print(text, highlight=False)
 
     def _render(self) -> Any:
-        from rich.table import Table as RichTable
+        from nnctl.cli.tables import Table as RichTable
 
         trials = self.plan.trials
         counts = {s: sum(t.status == s for t in trials) for s in ("running", "done", "failed", "pending")}
@@ -83,7 +84,7 @@ class Display:
             f"{counts['running']} running, {counts['pending']} waiting"
         )
         table = RichTable(title=title, title_justify="left")
-        table.add_column("trial", no_wrap=True)
+        table.add_column("trial", overflow="fold")
         table.add_column("status", no_wrap=True)
         for column in (self.plan.monitor, "best epoch", "time"):
             table.add_column(column, justify="right", no_wrap=True, min_width=len(column))
@@ -140,13 +141,13 @@ def _escape(text: str) -> str:
 
 
 def print_ranking(console: Any, plan: Plan, out: Path, best: Path | None, top: int = 10) -> None:
-    from rich.table import Table as RichTable
+    from nnctl.cli.tables import Table as RichTable
 
     order = ranked(plan)
     direction = "higher" if plan.maximize else "lower"
     table = RichTable(title=f"sweep results: ranked by {plan.monitor} ({direction} is better)")
     table.add_column("rank", justify="right", no_wrap=True, min_width=4)
-    table.add_column("trial", no_wrap=True)
+    table.add_column("trial", overflow="fold")  # never cut a trial's name: fold it
     for column in (plan.monitor, "best epoch", "time"):
         table.add_column(column, justify="right", no_wrap=True, min_width=len(column))
     for rank, t in enumerate(order[:top], start=1):
@@ -185,13 +186,16 @@ def sweep_main(
     folds: int | None = None,
     security: Any = None,
     tracker: Any = None,
+    force: bool = False,
 ) -> int:
     """Run a sweep; 0 when at least one trial finished, 1 when none did. Bad input: ``NnctlError``.
 
     ``trial_callbacks`` adds training callbacks to every trial, on its worker (see ``TrialCallbacks``);
     ``folds``: every trial is cross-validated in K folds and ranked by the folds' mean (nnctl.sweep.cv);
     ``security``: TLS for a tls:// scheduler; ``tracker``: called with the plan, returns an observer told of
-    each finished trial and closed at the end (nnctl.tracking.RunsTracker)."""
+    each finished trial and closed at the end (nnctl.tracking.RunsTracker). The sweep folder is locked for
+    the whole sweep (a second sweep into it is refused at once) and records which sweep it holds:
+    another sweep is refused unless ``force``."""
     check_executor_options(jobs, scheduler, dask_local)
     if folds is not None:
         check_folds(folds)
@@ -202,35 +206,63 @@ def sweep_main(
 
     plan = build_plan(config_path, grid=grid, random=random, seed=seed, monitor=monitor, overrides=overrides)
     out = out if out is not None else Path("runs") / f"{plan.base.name}-sweep"
-    if out.exists() and not out.is_dir():
-        raise NnctlError(f"{out}: exists and is not a folder", hint="choose another --out")
-    groups: dict[str, list[Trial]] = {}
-    if folds is None:
-        run_plan, earlier = plan, find_finished(out, plan)
-    else:
-        run_plan, groups = expand_folds(plan, folds, out)
-        earlier = sum(t.status == "done" for t in run_plan.trials)
-    to_run = [t for t in run_plan.trials if t.status != "done"]
-    display = Display(console, quiet, run_plan)
-    tracker = tracker(plan) if tracker is not None else None  # the parent MLflow run
-
-    executor: Any = None
-    runner: Runner | None = None
-    try:
-        if to_run:
-            executor = open_executor(
+    with FolderLock(out, "sweep"):
+        groups: dict[str, list[Trial]] = {}
+        run_plan = plan
+        if folds is not None:
+            run_plan, groups = expand_folds(plan, folds, out)
+        claim_folder(out, run_plan, force)
+        earlier = (
+            find_finished(out, plan) if folds is None else sum(t.status == "done" for t in run_plan.trials)
+        )
+        tracker = tracker(plan) if tracker is not None else None  # the parent MLflow run
+        display = _run_sweep(
+            plan,
+            run_plan,
+            out,
+            earlier=earlier,
+            folds=folds,
+            open_pool=lambda tasks: open_executor(
                 plan.tables,
-                len(to_run),
+                tasks,
                 jobs=jobs,
                 scheduler=scheduler,
                 dask_local=dask_local,
                 security=security,
                 trial_callbacks=trial_callbacks,
-            )
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise NnctlError(f"cannot create the sweep folder {out}: {exc.strerror}") from None
+            ),
+            retries=retries,
+            quiet=quiet,
+            console=console,
+            tracker=tracker,
+        )
+        if folds is not None:
+            score_trials(plan, groups, out)
+        return _finish_sweep(plan, out, quiet, console, display, tracker)
+
+
+def _run_sweep(
+    plan: Plan,
+    run_plan: Plan,
+    out: Path,
+    *,
+    earlier: int,
+    folds: int | None,
+    open_pool: Any,
+    retries: int,
+    quiet: bool,
+    console: Any,
+    tracker: Any,
+) -> Display:
+    """Train ``run_plan``'s unfinished trials; returns the display, for the closing lines."""
+    to_run = [t for t in run_plan.trials if t.status != "done"]
+    display = Display(console, quiet, run_plan)
+    executor: Any = None
+    runner: Runner | None = None
+    try:
+        if to_run:
+            executor = open_pool(len(to_run))
+        write_space(out, run_plan)
         where = f"on {executor.describe()}" if executor is not None else "nothing left to run"
         notes = [f"{earlier} done earlier"] if earlier else []
         if plan.duplicates:
@@ -263,12 +295,16 @@ def sweep_main(
         display.stop()
         if executor is not None:
             executor.close()
+    return display
 
-    if folds is not None:
-        score_trials(plan, groups, out)
+
+def _finish_sweep(plan: Plan, out: Path, quiet: bool, console: Any, display: Display, tracker: Any) -> int:
+    """summary.csv, best.yaml, the tracker's parent run, the ranking; the exit status."""
     write_summary(out, plan)
     order = ranked(plan)
     best = write_best(out, plan, order[0]) if order else None
+    if best is None:
+        (out / "best.yaml").unlink(missing_ok=True)  # never leave an earlier winner behind
     if tracker is not None:
         value = [(f"best_{plan.monitor}", order[0].value, 0)] if order and order[0].value is not None else []
         tracker.close(value, [out / "summary.csv", *([best] if best else [])], ok=bool(order))
@@ -276,4 +312,16 @@ def sweep_main(
             display.print(f"[yellow]warning:[/] {_escape(error)}")
     if not quiet:
         print_ranking(console, plan, out, best)
-    return 0 if any(t.status == "done" for t in plan.trials) else 1
+    if any(t.status == "done" for t in plan.trials):
+        return 0
+    _error_console().print(  # even under --quiet: the exit status alone does not say why
+        f"[bold red]sweep failed:[/] no trial finished ({len(plan.trials)} failed); "
+        f"their errors are in {_escape(str(out / 'summary.csv'))}"
+    )
+    return 1
+
+
+def _error_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)

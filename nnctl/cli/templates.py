@@ -5,7 +5,7 @@ from __future__ import annotations
 _COMMON_TRAINING = """\
 training:
   epochs: {epochs}
-  batch_size: {batch}       # a value >= the number of training rows means full batch
+  batch_size: {batch:<14}# a value >= the number of training rows means full batch
   learning_rate: {lr}
   optimizer: sgd            # sgd (the seed's (1.32)) | momentum | adam | adamw | rmsprop
 """

@@ -127,16 +127,24 @@ class TargetEncoder:
                 )
             n = len(classes)
             if output_units != n and not (n == 2 and output_units == 1):
+                # One unit tells two classes apart; with more, bce would make them independent labels.
+                how = " with a softmax activation and cost cce" if output_units == 1 else ""
                 raise DataError(
-                    f"the output layer has {output_units} units but {what} has {n} classes "
-                    f"({preview(classes)}); set the last layer's units to {n}"
+                    f"the output layer has {output_units} unit{'s' * (output_units != 1)} but {what} has "
+                    f"{n} classes ({preview(classes)}); set the last layer's units to {n}{how}"
                 )
             return cls(task=task, classes=classes, output_units=output_units)
         if k != output_units:
             cols = f" ({names})" if names else ""
+            fix = f"set the last layer's units to {k}"
+            if task == "multilabel" and k == 1:  # a class column read as 0/1 labels: one hint for all
+                fix = (
+                    "several bce output units mean one 0/1 target column each (multilabel); for one "
+                    "column of classes use a softmax output (one unit per class) with cost cce"
+                )
             raise DataError(
-                f"the output layer has {output_units} units but there are {k} target columns{cols}; "
-                f"set the last layer's units to {k}"
+                f"the output layer has {output_units} units but there {'is' if k == 1 else 'are'} {k} "
+                f"target column{'s' * (k != 1)}{cols}; {fix}"
             )
         encoder = cls(task=task, classes=None, output_units=output_units)
         encoder.encode(y, source=source)  # validates: numeric, and 0/1 for multilabel

@@ -136,6 +136,14 @@ class CategoricalCrossEntropy(Cost):
     def check_output(self, activation: Activation) -> PairCheck:
         if isinstance(activation, Softmax):
             return PairCheck()
+        if isinstance(activation, Logistic) and activation.L != 1.0:
+            # a in (0, L): with L > 1, -log a < 0 for a > 1 and the loss can go negative (c = -log 2
+            # at saturation for L = 2); with L < 1 it can never reach 0. Refused, as bce refuses it.
+            return PairCheck(
+                error=f"cce needs outputs in (0, 1), but the output layer is logistic with "
+                f"L={activation.L:g}, whose outputs reach {activation.L:g} and make -log a meaningless "
+                "as a loss; use a softmax output (or a logistic output with L=1)"
+            )
         if isinstance(activation, Logistic):
             return PairCheck(
                 warning="cce with a logistic output: the outputs need not sum to 1; "
@@ -154,7 +162,14 @@ class CategoricalCrossEntropy(Cost):
             # (2.20): s = a * sum_p t_p - t; with one-hot t this is (2.21), s = a - t.
             return a * t.sum(axis=1, keepdims=True) - t
 
-        return OutputRule("fused softmax+CCE: s = a - t", "(2.21)", True, sensitivity, head=softmax_cce)
+        # Labelled for what it computes: (2.20), which is (2.21) only when each row of t sums to 1.
+        return OutputRule(
+            "fused softmax+CCE: s = a sum_k t_k - t",
+            "(2.20); = a - t (2.21) for one-hot t",
+            True,
+            sensitivity,
+            head=softmax_cce,
+        )
 
 
 def softmax_cce(z: Array, t: Array, out: Array) -> tuple[float, Array]:

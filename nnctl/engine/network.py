@@ -275,7 +275,7 @@ class Network:
     def backward(self, trace: Trace, t: Array) -> list[Array]:
         """Gradients of the mean cost, parallel to ``parameters()``: new arrays on every call.
 
-        s^L from the output rule ((2.21), (2.28) or J^L lambda' (2.16)); then for each layer
+        s^L from the output rule ((2.20), (2.28) or J^L lambda' (2.16)); then for each layer
         dC/dW = s^T a^{l-1} (1.29)/(1.32), dC/db = sum of s, and s^{l-1} = J^{l-1} W^T s (2.12).
         Arithmetic runs in the dtype of s^L (that of z^L and t together).
         """
@@ -311,7 +311,7 @@ class Network:
 
         The forward pass writes into the buffers this network keeps for the batch size, so a
         step allocates only the gradients it returns (new arrays, the caller's to keep). For a
-        softmax output with CCE (the fused rule (2.21)) the outputs, the loss and s^L come from
+        softmax output with CCE (the fused rule (2.20)) the outputs, the loss and s^L come from
         one pass over z^L (the output rule's ``head``), with the same values as the general path.
         """
         x, t = np.asarray(x, dtype=self.dtype), np.asarray(t, dtype=self.dtype)  # no silent upcasts

@@ -108,7 +108,8 @@ class DaskExecutor:
         except ImportError:
             raise NnctlError(
                 "--scheduler and --dask-local need Dask's distributed package",
-                hint="install nnctl[dask] (pip install 'nnctl[dask]'), or run on local processes with --jobs",
+                hint="install nnctl[dask]: pip install distributed (in nnctl's checkout: pip install -e "
+                "'.[dask]'), or run on local processes with --jobs",
             ) from None
         import logging
 

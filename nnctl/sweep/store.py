@@ -1,13 +1,16 @@
-"""Files: trial folders (written atomically, ``trial.json`` last as the done marker), the summary and
-``best.yaml``."""
+"""Files: trial folders (written atomically, ``trial.json`` last as the done marker), the summary,
+``best.yaml``, and ``sweep.json``: which sweep the folder holds (its base config and trial ids), so that
+another sweep is never mixed into it."""
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import math
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,12 +19,14 @@ import yaml
 
 from nnctl import __version__
 from nnctl.checkpoint import save_checkpoint
+from nnctl.errors import NnctlError
 from nnctl.files import atomic_write_text
 from nnctl.runs import history_csv, relocate_data_path
-from nnctl.sweep.plan import Plan, Trial
+from nnctl.sweep.plan import Plan, Trial, config_hash
 from nnctl.sweep.worker import TrialOutcome
 
 DONE_MARKER = "trial.json"
+SPACE_FILE = "sweep.json"
 SUMMARY_COLUMNS = (
     "rank",
     "id",
@@ -66,6 +71,66 @@ def write_trial(out: Path, trial: Trial, outcome: TrialOutcome | None, plan: Pla
         "nnctl_version": __version__,
     }
     atomic_write_text(marker, json.dumps(record, indent=2) + "\n")
+
+
+def sweep_space(plan: Plan) -> dict[str, Any]:
+    """What identifies a sweep: its base config and the ids (config hashes) of its trials."""
+    trials = sorted(t.id for t in plan.trials)
+    text = json.dumps({"base": config_hash(plan.base), "trials": trials}, sort_keys=True)
+    return {
+        "space": hashlib.sha256(text.encode("utf-8")).hexdigest()[:16],
+        "base": plan.base.name,
+        "config": str(plan.base_path),
+        "trials": trials,
+    }
+
+
+def folder_trial_ids(out: Path) -> set[str]:
+    """The trial ids ``out`` holds: from its ``sweep.json``, else from its trial folders' markers."""
+    stored = _read_json(out / SPACE_FILE)
+    if isinstance(stored, dict) and isinstance(stored.get("trials"), list):
+        return {str(i) for i in stored["trials"]}
+    ids = set()
+    for marker in out.glob(f"*/{DONE_MARKER}"):
+        record = _read_json(marker)
+        if isinstance(record, dict) and "id" in record:
+            ids.add(str(record["id"]))
+    return ids
+
+
+def claim_folder(out: Path, plan: Plan, force: bool) -> None:
+    """Refuse a folder that holds another sweep, unless ``force`` (then that sweep's trials that this
+    one does not plan are deleted). The same sweep again resumes; a wider one (every trial the folder
+    holds is planned again) extends it."""
+    if not out.is_dir():
+        return
+    held = folder_trial_ids(out)
+    foreign = held - {t.id for t in plan.trials}
+    if not foreign:
+        return
+    if not force:
+        raise NnctlError(
+            f"{out} holds another sweep ({len(foreign)} of its {len(held)} trials are not in this one)",
+            hint="choose another folder with --out, or pass --force to replace that sweep "
+            "(its trials that this sweep does not plan are deleted)",
+        )
+    for marker in out.glob(f"*/{DONE_MARKER}"):
+        record = _read_json(marker)
+        if isinstance(record, dict) and str(record.get("id")) in foreign:
+            shutil.rmtree(marker.parent)
+    for name in ("best.yaml", "summary.csv", SPACE_FILE):
+        (out / name).unlink(missing_ok=True)
+
+
+def write_space(out: Path, plan: Plan) -> None:
+    atomic_write_text(out / SPACE_FILE, json.dumps(sweep_space(plan), indent=2) + "\n")
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def find_finished(out: Path, plan: Plan) -> int:
