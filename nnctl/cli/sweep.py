@@ -288,7 +288,7 @@ def _run_sweep(
             executor.close(abort=True)
             executor = None
         with contextlib.suppress(Exception):
-            if out.is_dir():
+            if runner is not None:  # trials ran: keep what they finished summarised
                 write_summary(out, plan)
         raise
     finally:
