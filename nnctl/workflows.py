@@ -162,6 +162,7 @@ def prepare_for_plan(plan: TrainPlan) -> Prepared:
         np.array_equal(prepared.normalizer.shift, checkpoint.norm_shift)
         and np.array_equal(prepared.normalizer.scale, checkpoint.norm_scale)
         and prepared.feature_names == checkpoint.feature_names
+        and prepared.preprocessing == checkpoint.preprocessing
     ):
         raise DataError(
             f"{prepared.source}: the data differ from those the checkpoint was trained on",
@@ -238,7 +239,7 @@ def run_training(
         trainer.config = plan.config
         trainer.prepared.config = plan.config
     else:
-        net = build_network(plan.config, prepared.train.n_features)
+        net = build_network(plan.config, prepared.train.n_features, class_weights=prepared.class_weights)
         if plan.init_from is not None:
             copy_weights(plan.init_from, net)
         trainer = Trainer(prepared, net, callbacks=all_callbacks)
