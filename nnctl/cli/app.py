@@ -204,7 +204,16 @@ def _print_start(console: Any, plan: Any, prepared: Any) -> None:
     console.print(f"[bold]{what} {escape(config.name or '')}[/] -> {escape(str(plan.folder.path))}")
     task = escape(describe_targets(prepared.encoder))
     console.print(f"task: {task}; rows: {sizes}; features: {prepared.train.n_features}")
-    for warning in plan.warnings:
+    _print_notes(console, prepared.notes, [*plan.warnings, *prepared.warnings])
+
+
+def _print_notes(console: Any, notes: list[str], warnings: list[str]) -> None:
+    """What was done to the table (rows dropped, index column) and what looks wrong with it."""
+    from rich.markup import escape
+
+    for note in notes:
+        console.print(f"note: {escape(note)}")
+    for warning in warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}")
 
 
@@ -266,8 +275,10 @@ def _print_metrics(console: Any, result: dict[str, Any]) -> None:
     console.print(
         f"[bold]{escape(result['checkpoint'])}[/] on {escape(result['data'])} ({result['samples']} rows)"
     )
+    _print_notes(console, result.get("notes", []), [])
     table = Table(show_header=False)
-    for key in ("loss", "accuracy", "macro_precision", "macro_recall", "macro_f1", "mse", "mae", "r2"):
+    keys = ("loss", "accuracy", "macro_precision", "macro_recall", "macro_f1", "roc_auc", "average_precision")
+    for key in (*keys, "mse", "mae", "r2"):
         if key in result:
             table.add_row(key, f"{result[key]:.4f}")
     console.print(table)
@@ -299,8 +310,13 @@ def predict(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="CSV file [default: standard output].")
     ] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="One-output binary models: positive when p >= T [default: 0.5]."),
+    ] = None,
 ) -> None:
-    """Predictions for INPUT's rows as CSV: label (or values) and per-class probabilities."""
+    """Predictions for INPUT's rows as CSV: label (or values) and per-class probabilities.
+    INPUT holds raw rows: the training table's columns in any order; others are ignored."""
     import csv
     import io
 
@@ -309,7 +325,7 @@ def predict(
     from nnctl.workflows import predict_table
 
     try:
-        header, rows = predict_table(checkpoint, input_file)
+        header, rows = predict_table(checkpoint, input_file, threshold)
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(header)
@@ -344,8 +360,9 @@ def check(config: ConfigArg, set_: SetOption = None) -> None:
     console.print(f"task: {escape(describe_targets(prepared.encoder))}")
     features, rows = prepared.train.n_features, prepared.train.size
     console.print(f"data: {escape(prepared.source)}: {features} features; train {rows} rows")
-    for warning in resolved.warnings():
-        console.print(f"[yellow]warning:[/] {escape(warning)}")
+    if prepared.columns:
+        console.print(_column_table(prepared.columns))
+    _print_notes(console, prepared.notes, [*resolved.warnings(), *prepared.warnings])
     console.print(_layer_table(net, features))
     training = resolved.training
     console.print(
@@ -354,6 +371,29 @@ def check(config: ConfigArg, set_: SetOption = None) -> None:
             f"learning rate {training.learning_rate:g}, {training.epochs} epochs, batch {training.batch_size}"
         )
     )
+
+
+def _column_table(columns: list[dict[str, Any]]) -> Any:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from nnctl.data.table import preview
+
+    table = Table(
+        title=f"columns: {len(columns)} in, {sum(c['width'] for c in columns)} inputs after encoding"
+    )
+    for column in ("column", "type", "missing", "categories", "handling", "inputs"):
+        table.add_column(column, justify="right" if column in ("missing", "inputs") else "left")
+    for row in columns:
+        table.add_row(
+            escape(row["column"]),
+            row["type"],
+            str(row["missing"]),
+            escape(preview(row["categories"], 6)),
+            escape(row["handling"]),
+            str(row["width"]),
+        )
+    return table
 
 
 def _layer_table(net: Any, input_units: int) -> Any:
@@ -452,9 +492,15 @@ def init(
     template: Annotated[
         str, typer.Option(help="Starter: classification, regression, binary or xor.")
     ] = "classification",
+    from_data: Annotated[
+        Path | None, typer.Option("--from-data", help="Write a config for this CSV/Parquet table.")
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option(help="With --from-data: the target column [default: the last].")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
-    """Write a commented starter config."""
+    """Write a commented starter config (from a template, or inferred from a table)."""
     from nnctl.cli.templates import TEMPLATES
     from nnctl.errors import NnctlError
     from nnctl.files import atomic_write_text
@@ -464,9 +510,17 @@ def init(
             raise NnctlError(
                 f"--template: unknown template {template!r}; choose one of {', '.join(TEMPLATES)}"
             )
+        if target is not None and from_data is None:
+            raise NnctlError("--target needs --from-data FILE")
         if path.exists() and not force:
             raise NnctlError(f"{path} already exists", hint="pass --force to overwrite it")
-        atomic_write_text(path, TEMPLATES[template])
+        if from_data is not None:
+            from nnctl.cli.templates import config_from_data
+
+            text = config_from_data(from_data, target, path)
+        else:
+            text = TEMPLATES[template]
+        atomic_write_text(path, text)
     except NnctlError as exc:
         raise _fail(exc) from None
     typer.echo(f"wrote {path}; check it with: nnctl check {path}")
