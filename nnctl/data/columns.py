@@ -365,7 +365,8 @@ def numeric_values(column: RawColumn, locate: CellLocator, *, hint: str) -> Arra
     if infinite.size:
         row = int(infinite[0])
         raise DataError(
-            f"{locate(row, column)}: {format_number(values[row])} is not a finite number", hint=hint
+            f"{locate(row, column)}: {float(values[row])} is not a finite number",
+            hint="features must be finite numbers",
         )
     return values
 

@@ -30,7 +30,15 @@ from nnctl.data.columns import (
     numeric_values,
 )
 from nnctl.data.raw import MISSING_VALUES, RawColumn, RawTable, describe_cells, read_csv, read_parquet
-from nnctl.data.table import Array, _did_you_mean, finish_targets, format_number, preview, target_list
+from nnctl.data.table import (
+    Array,
+    _did_you_mean,
+    finish_targets,
+    format_number,
+    preview,
+    show_cell,
+    target_list,
+)
 from nnctl.data.targets import _sort_labels
 from nnctl.errors import ConfigError, DataError
 
@@ -233,10 +241,11 @@ def resolve_types(
             if declared == "numeric" or (
                 declared is None and share >= NUMERIC_SHARE and len(words) <= FEW_WORDS
             ):
-                count = int(present.sum()) - bad.size
+                count, first = int(present.sum()) - bad.size, int(bad[0])
+                others = f"; also {describe_cells(raw, column, bad[1:])}" if bad.size > 1 else ""
                 raise DataError(
-                    f"{raw.source}: column '{column.name}' holds numbers in {count} of {int(present.sum())} "
-                    f"cells, but not in {describe_cells(raw, column, bad)}",
+                    f"{raw.locate(first, column)}: {show_cell(str(column.values[first]))} is not a number, "
+                    f"but {count} of the column's {int(present.sum())} cells are{others}",
                     hint=f"if {preview(sorted(repr(w) for w in words), 3)} mark missing values, add them to "
                     f"data.missing_values; if the column is categorical, set "
                     f"data.columns.{column.name}.type: categorical",
@@ -338,9 +347,11 @@ def _human(n: float) -> str:
 def _fit_numeric(data: TabularData, column: RawColumn, train: RawColumn, spec: Any) -> NumericColumn:
     strategy = getattr(spec, "missing", None) or "median"
     hint = f"set data.columns.{column.name}.type: categorical if the column holds labels"
-    values = numeric_values(train, lambda r, c: data.locate(int(r), c), hint=hint)
-    present = values[~train.missing]
     numeric_values(column, data.locate, hint=hint)  # every row, not just training: name a bad cell now
+    values = (
+        train.values.astype(np.float64) if train.numeric else numeric_values(train, data.locate, hint=hint)
+    )
+    present = values[~train.missing]
     if strategy in ("median", "mean") and present.size == 0:
         raise DataError(
             f"{data.source}: column '{column.name}' has no values in the training rows",
