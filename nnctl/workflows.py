@@ -195,7 +195,8 @@ def locate_data(checkpoint: Checkpoint) -> str:
 def prepare_checkpoint_data(config: Config, checkpoint: Checkpoint) -> Prepared:
     """``config``'s splits of the data the checkpoint was trained on, wherever they are now."""
     data = config.data.model_copy(update={"path": locate_data(checkpoint)})
-    return prepare(config.model_copy(update={"data": data}), None)
+    numeric_only = checkpoint.meta.get("format_version", 1) < 2
+    return prepare(config.model_copy(update={"data": data}), None, numeric_only=numeric_only)
 
 
 def resolve_for_folder(config: Config, prepared: Prepared, folder: Path) -> Config:

@@ -134,10 +134,11 @@ def resolve_data_path(config: Config, config_dir: Path | None) -> str:
     return str(config_dir / path)
 
 
-def prepare(config: Config, config_dir: Path | None) -> Prepared:
-    """Load, check against the config, split (seeded, stratified) and normalize the data."""
+def prepare(config: Config, config_dir: Path | None, *, numeric_only: bool = False) -> Prepared:
+    """Load, check against the config, split (seeded, stratified) and normalize the data.
+    ``numeric_only``: every feature a number, as a format-version-1 checkpoint was trained."""
     path = resolve_data_path(config, config_dir)
-    if is_tabular(path):
+    if is_tabular(path) and not numeric_only:
         return prepare_tabular(config, load_tabular(Path(path), config.data))
     _refuse_table_settings(config)
     table = load_table(path, config.data.target, mmap=config.data.mmap)
