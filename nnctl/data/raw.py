@@ -17,6 +17,7 @@ import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -104,12 +105,14 @@ def read_csv(
     header_line = _header_line(data)
     parse_header(source, header_line, _split_header(data, sep), allow_index=True)
     lines = _LazyLines(data, sep, header_line)
-    return RawTable(
-        source,
-        [_column(n, i, c, missing_values) for i, (n, c) in enumerate(zip(names, columns, strict=True))],
-        n_rows,
-        lambda r: f"{source}:{lines[r]}",
-    )
+    try:
+        converted = [
+            _column(n, i, c, missing_values) for i, (n, c) in enumerate(zip(names, columns, strict=True))
+        ]
+    except Exception:  # pyarrow refused a cell (bytes that are not UTF-8): the slow reader names it
+        names, rows, linenos = read_rows_slowly(source, data, sep)
+        return _table_from_rows(source, names, rows, linenos, missing_values)
+    return RawTable(source, converted, n_rows, lambda r: f"{source}:{lines[r]}")
 
 
 def _header_line(data: bytes) -> int:
@@ -131,11 +134,8 @@ def _read_csv_arrow(
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    if b"\x00" in data or not data.strip():
-        return None
-    text_start = data.lstrip(b"\xef\xbb\xbf")
-    if text_start[:1] in (b"\n", b"\r", b" ", b"\t") and not first_line(data):
-        return None
+    if b"\x00" in data or not first_line(data) or _header_line(data) != 1:
+        return None  # the slow reader names the problem, or reads leading blank lines
     try:
         header = _split_header(data, sep)
         width = len(header)
@@ -147,10 +147,11 @@ def _read_csv_arrow(
             read_options=pacsv.ReadOptions(column_names=generated, skip_rows=_header_line(data)),
             parse_options=pacsv.ParseOptions(delimiter=sep, newlines_in_values=b'"' in data),
             convert_options=pacsv.ConvertOptions(
-                column_types={name: pa.string() for name in generated},
                 null_values=list(missing_values),
                 strings_can_be_null=bool(missing_values),
                 quoted_strings_can_be_null=bool(missing_values),
+                true_values=[],  # never booleans: "True"/"yes" stay text (categories)
+                false_values=[],
             ),
         )
     except (pa.ArrowException, csv.Error, UnicodeDecodeError, ValueError):
@@ -160,34 +161,58 @@ def _read_csv_arrow(
     return header, [table.column(i) for i in range(width)], table.num_rows
 
 
-def _column(name: str, position: int, column: object, missing_values: Sequence[str]) -> RawColumn:
-    """A pyarrow string column as a RawColumn: one cast to float64 when every cell is a number."""
+def _column(name: str, position: int, column: Any, missing_values: Sequence[str]) -> RawColumn:
+    """A pyarrow column as a RawColumn: float64 when pyarrow read numbers (or every cell of a text
+    column casts to one), else its text through a dictionary (the distinct cells are few; rows
+    are indices). Dates and times pyarrow recognised are text again."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     name = name.strip()
-    for attempt in range(2):
-        try:
-            values = pc.cast(column, pa.float64())
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            if attempt == 0:  # " 2.5", or " NA ": strip, make tokens null, try once more
-                column = pc.utf8_trim_whitespace(column)
-                if missing_values:
-                    tokens = pc.is_in(column, value_set=pa.array(list(missing_values), pa.string()))
-                    column = pc.if_else(tokens, pa.scalar(None, pa.string()), column)
-                continue
-            break
-        missing = values.is_null().to_numpy(zero_copy_only=False)
-        array = values.fill_null(np.nan).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
-        return RawColumn(
-            name, position, np.ascontiguousarray(array), np.asarray(missing, dtype=bool) | np.isnan(array)
-        )
-    text = pc.utf8_trim_whitespace(column)
-    missing = text.is_null().to_numpy(zero_copy_only=False)
-    cells = np.asarray(text.fill_null("").to_numpy(zero_copy_only=False), dtype=np.str_)
+    kind = column.type
+    if pa.types.is_null(kind):  # every cell missing
+        return RawColumn(name, position, np.full(len(column), np.nan), np.ones(len(column), dtype=bool))
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind):
+        return _numeric_column(name, position, column)
+    if not pa.types.is_string(kind) and not pa.types.is_large_string(kind):
+        column = pc.cast(column, pa.string())
+    # " 2.5 " and " NA ": strip, make tokens null, and try numbers once more
+    column = pc.utf8_trim_whitespace(column)
     if missing_values:
-        missing = np.asarray(missing, dtype=bool) | np.isin(cells, list(missing_values))
-    return RawColumn(name, position, cells, np.asarray(missing, dtype=bool))
+        tokens = pc.is_in(column, value_set=pa.array(list(missing_values), pa.string()))
+        column = pc.if_else(tokens, pa.scalar(None, pa.string()), column)
+    numeric = _as_float(column)
+    if numeric is not None:
+        return _numeric_column(name, position, numeric)
+    encoded = pc.dictionary_encode(column).combine_chunks()
+    indices = np.asarray(encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+    words = np.asarray([*encoded.dictionary.to_pylist(), ""], dtype=np.str_)
+    cells = words[indices]  # index -1: the "" appended last
+    return RawColumn(name, position, cells, indices < 0)
+
+
+def _numeric_column(name: str, position: int, column: Any) -> RawColumn:
+    import pyarrow as pa
+
+    if column.type != pa.float64():
+        column = column.cast(pa.float64())
+    if column.null_count:
+        column = column.fill_null(np.nan)
+    values = np.asarray(column.to_numpy(), dtype=np.float64)
+    return RawColumn(name, position, values, np.isnan(values))
+
+
+def _as_float(column: Any) -> Any:
+    """pyarrow float64 cast of a string column, or None when a cell is not a number (a sample
+    is tried first: a text column fails there at once, without a pass over every row)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        pc.cast(column.slice(0, 256), pa.float64())
+        return pc.cast(column, pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
 
 
 class _LazyLines:
