@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from nnctl.data.table import Array, show_cell
+from nnctl.data.table import Array, parse_number, show_cell
 from nnctl.errors import DataError
 
 #: Cells read as missing unless ``data.missing_values`` says otherwise (compared after stripping).
@@ -162,9 +162,10 @@ def _read_csv_arrow(
 
 
 def _column(name: str, position: int, column: Any, missing_values: Sequence[str]) -> RawColumn:
-    """A pyarrow column as a RawColumn: float64 when pyarrow read numbers (or every cell of a text
-    column casts to one), else its text through a dictionary (the distinct cells are few; rows
-    are indices). Dates and times pyarrow recognised are text again."""
+    """A pyarrow column as a RawColumn: float64 when pyarrow read numbers, else through a
+    dictionary of its distinct cells (few, as a rule): those are stripped, checked against the
+    missing-value tokens and tried as numbers once each, and the rows become indices into them.
+    Dates and times that pyarrow recognised are text again."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -176,19 +177,19 @@ def _column(name: str, position: int, column: Any, missing_values: Sequence[str]
         return _numeric_column(name, position, column)
     if not pa.types.is_string(kind) and not pa.types.is_large_string(kind):
         column = pc.cast(column, pa.string())
-    # " 2.5 " and " NA ": strip, make tokens null, and try numbers once more
-    column = pc.utf8_trim_whitespace(column)
-    if missing_values:
-        tokens = pc.is_in(column, value_set=pa.array(list(missing_values), pa.string()))
-        column = pc.if_else(tokens, pa.scalar(None, pa.string()), column)
-    numeric = _as_float(column)
-    if numeric is not None:
-        return _numeric_column(name, position, numeric)
     encoded = pc.dictionary_encode(column).combine_chunks()
     indices = np.asarray(encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
-    words = np.asarray([*encoded.dictionary.to_pylist(), ""], dtype=np.str_)
-    cells = words[indices]  # index -1: the "" appended last
-    return RawColumn(name, position, cells, indices < 0)
+    words = [str(word).strip() for word in encoded.dictionary.to_pylist()]
+    tokens = set(missing_values)
+    is_token = np.array([word in tokens for word in words] + [True])  # the last: a null cell
+    missing = is_token[indices]
+    numbers = [None if token else parse_number(word) for word, token in zip(words, is_token, strict=False)]
+    if all(v is not None or token for v, token in zip(numbers, is_token, strict=False)):
+        lookup = np.array([np.nan if v is None else v for v in numbers] + [np.nan], dtype=np.float64)
+        values = lookup[indices]
+        return RawColumn(name, position, values, missing | np.isnan(values))
+    text = np.array([("" if token else word) for word, token in zip(words, is_token, strict=False)] + [""])
+    return RawColumn(name, position, text.astype(np.str_)[indices], missing)
 
 
 def _numeric_column(name: str, position: int, column: Any) -> RawColumn:
@@ -200,19 +201,6 @@ def _numeric_column(name: str, position: int, column: Any) -> RawColumn:
         column = column.fill_null(np.nan)
     values = np.asarray(column.to_numpy(), dtype=np.float64)
     return RawColumn(name, position, values, np.isnan(values))
-
-
-def _as_float(column: Any) -> Any:
-    """pyarrow float64 cast of a string column, or None when a cell is not a number (a sample
-    is tried first: a text column fails there at once, without a pass over every row)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    try:
-        pc.cast(column.slice(0, 256), pa.float64())
-        return pc.cast(column, pa.float64())
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return None
 
 
 class _LazyLines:
@@ -260,8 +248,6 @@ def _table_from_rows(
 
 def column_from_cells(name: str, position: int, cells: Array, tokens: set[str]) -> RawColumn:
     """Stripped text cells -> RawColumn (float64 when every present cell is a number)."""
-    from nnctl.data.table import parse_number
-
     missing = np.isin(cells, list(tokens)) if tokens else np.zeros(len(cells), dtype=bool)
     uniq, inverse = np.unique(cells, return_inverse=True)
     parsed = [parse_number(str(u)) for u in uniq]
