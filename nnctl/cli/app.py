@@ -230,7 +230,7 @@ def _print_summary(console: Any, result: Any) -> None:
     if losses:
         table.add_row("train loss", f"{losses[-1]:.4g}  {sparkline(losses)}")
     if result.test_metrics:
-        for key in ("loss", "accuracy", "macro_f1", "mse", "mae", "r2"):
+        for key in ("loss", "accuracy", "macro_f1", "roc_auc", "mse", "mae", "r2"):
             if key in result.test_metrics:
                 table.add_row(f"test {key}", f"{result.test_metrics[key]:.4f}")
     table.add_row("written", "\n".join(str(p) for p in result.written))
