@@ -72,7 +72,7 @@ class Checkpoint:
     train_state: dict[str, Any] = field(default_factory=dict)
     optimizer_state: dict[str, np.ndarray] = field(default_factory=dict)
     path: Path | None = None
-    preprocessing: Preprocessing | None = None  # None: numeric columns named feature_names
+    preprocessing: Preprocessing = None  # type: ignore[assignment]  # None -> numeric_only(feature_names)
 
     def __post_init__(self) -> None:
         if self.preprocessing is None:

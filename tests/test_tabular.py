@@ -637,3 +637,63 @@ def test_init_from_data_writes_a_config_that_trains(tmp_path: Path) -> None:
         invoke("init", tmp_path / "x.yaml", "--from-data", tmp_path / "penguins.csv", "--target", "nope"),
         "no column 'nope'",
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# The Python contract (issue 13 encodes JSON rows with it)
+
+
+def test_preprocessing_encodes_json_cells_by_the_contract() -> None:
+    from nnctl.data.columns import CategoricalColumn, NumericColumn, Preprocessing
+    from nnctl.errors import DataError
+
+    prep = Preprocessing(
+        ("", "NA"),
+        (
+            NumericColumn("mass", "median", 4000.0, True),
+            CategoricalColumn("code", ("1", "2", "x"), ("7",), True, "category", None, "ignore"),
+            NumericColumn("year", "error", None, False),
+        ),
+    )
+    assert Preprocessing.from_json(json.loads(json.dumps(prep.to_json()))) == prep
+    assert prep.feature_names == [
+        "mass",
+        "mass_missing",
+        "code=1",
+        "code=2",
+        "code=x",
+        "code=<other>",
+        "code=<missing>",
+        "year",
+    ]
+    x = prep.encode(
+        {
+            "code": [1.0, "2", "7", None, "zzz", " x "],
+            "mass": [3500, None, "NA", float("nan"), " 12.5 ", 0],
+            "year": [2007, 2008, 2009, 2007, 2008, 2009],
+            "ignored": [0] * 6,
+        },
+        source="request",
+    )
+    np.testing.assert_array_equal(
+        x,
+        [
+            [3500, 0, 1, 0, 0, 0, 0, 2007],
+            [4000, 1, 0, 1, 0, 0, 0, 2008],
+            [4000, 1, 0, 0, 0, 1, 0, 2009],  # "7" is infrequent: <other>
+            [4000, 1, 0, 0, 0, 0, 1, 2007],  # None: <missing>
+            [12.5, 0, 0, 0, 0, 0, 0, 2008],  # an unseen category: all zeros
+            [0, 0, 0, 0, 1, 0, 0, 2009],
+        ],
+    )
+    with pytest.raises(DataError) as info:
+        prep.encode({"code": ["1"], "mass": [1.0], "year": [None]}, source="request")
+    assert "request: row 1, column 'year': missing value" in info.value.message
+    with pytest.raises(DataError) as info:
+        prep.encode({"code": ["1"], "mass": ["heavy"], "year": [1]}, source="request")
+    assert "request: row 1, column 'mass': 'heavy' is not a number" in info.value.message
+    with pytest.raises(DataError) as info:
+        prep.encode({"code": ["1"], "mass": [1]}, source="request")
+    assert "no column 'year'" in info.value.message
+    legacy = Preprocessing.numeric_only(["a", "b"])
+    assert legacy.feature_names == ["a", "b"] and legacy.input_names == ["a", "b"] and legacy.is_identity
