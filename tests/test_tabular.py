@@ -393,11 +393,14 @@ def test_min_frequency_folds_rare_categories(tmp_path: Path) -> None:
 
 def test_id_column_warning_and_drop(tmp_path: Path) -> None:
     header, rows = penguin_rows()
+    rows = [list(r) for r in rows]
+    rows[3][0] = "NA"  # a dropped row must not hide the ID
     write_rows(tmp_path / "ids.csv", ["penguin_id", *header], [[f"P{i:04d}", *r] for i, r in enumerate(rows)])
     config = write_config(tmp_path, "ids.csv", epochs=1)
     out = ok(invoke("check", config)).stdout
     assert "column 'penguin_id' has a different value in every row" in re.sub(r"\s+", " ", out)
     assert "data.drop: [penguin_id]" in re.sub(r"\s+", " ", out)
+    assert "only in the" not in out  # no per-split warnings about an ID's new values
     config.write_text(config_text("ids.csv", epochs=1, extra="drop: [penguin_id]\n"))
     out = ok(invoke("check", config)).stdout
     assert "penguin_id" not in out

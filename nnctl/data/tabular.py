@@ -253,7 +253,7 @@ def resolve_types(
             kind = declared or "categorical"
         types[column.name] = kind
         _check_settings(column.name, kind, spec)
-        if declared is None and _looks_like_id(column, present):
+        if declared is None and _looks_like_id(column, present, rows):
             warnings.append(
                 f"column '{column.name}' has a different value in every row, like an ID: it cannot "
                 f"help predict new rows; drop it with data.drop: [{column.name}]"
@@ -261,9 +261,9 @@ def resolve_types(
     return types, warnings
 
 
-def _looks_like_id(column: RawColumn, present: Array) -> bool:
+def _looks_like_id(column: RawColumn, present: Array, rows: Array) -> bool:
     count = int(present.sum())
-    if count < ID_MIN_ROWS or count != len(present):
+    if count < ID_MIN_ROWS or count != int(rows.sum()):
         return False
     values = column.values[present]
     if column.numeric and not np.all(values == np.round(values)):
@@ -417,6 +417,8 @@ def unseen_category_warnings(
         if rows.size == 0:
             continue
         for column, categories in preprocessing.unknown_categories(data.columns, rows).items():
+            if any(f"column '{column}' has a different value in every row" in w for w in data.warnings):
+                continue  # an ID column: already warned about, and every held-out value is new
             warnings.append(
                 f"column '{column}': {preview([repr(c) for c in categories], 5)} only in the {part} rows, "
                 "never in training; encoded as unknown (all zeros)"
