@@ -483,5 +483,5 @@ def check_summary(config_path: Path, overrides: Sequence[str] = ()) -> tuple[Con
     """Validate a config against its data and build (but not train) its network."""
     config = load_config(config_path, overrides)
     prepared = prepare(config, config_path.parent)
-    net = build_network(config, prepared.train.n_features)
+    net = build_network(config, prepared.train.n_features, class_weights=prepared.class_weights)
     return config, prepared, net

@@ -700,3 +700,9 @@ def test_preprocessing_encodes_json_cells_by_the_contract() -> None:
     assert "no column 'year'" in info.value.message
     legacy = Preprocessing.numeric_only(["a", "b"])
     assert legacy.feature_names == ["a", "b"] and legacy.input_names == ["a", "b"] and legacy.is_identity
+
+
+def test_gradcheck_command_checks_the_class_weighted_cost() -> None:
+    outcome = ok(invoke("gradcheck", CONFIGS / "penguins.yaml", "--set", "training.class_weight=balanced"))
+    text = re.sub(r"\s+", " ", outcome.stdout)
+    assert "times the class weight" in text and "passed" in text
