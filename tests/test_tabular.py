@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import CONFIGS, DATASETS, REPO, invoke, ok, read_checkpoint, run_nnctl
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 PENGUINS = DATASETS / "penguins.csv"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -706,3 +708,30 @@ def test_gradcheck_command_checks_the_class_weighted_cost() -> None:
     outcome = ok(invoke("gradcheck", CONFIGS / "penguins.yaml", "--set", "training.class_weight=balanced"))
     text = re.sub(r"\s+", " ", outcome.stdout)
     assert "times the class weight" in text and "passed" in text
+
+
+# ---------------------------------------------------------------------------------------------
+# Any bytes: a table or one clean error
+
+
+@settings(
+    deadline=None,
+    max_examples=150,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(st.text(alphabet=st.sampled_from(list('ab1.,;-e\n\r "\ufeffNA?\t')), max_size=160))
+def test_any_table_text_loads_and_fits_or_fails_cleanly(tmp_path: Path, text: str) -> None:
+    from nnctl.config import DataConfig
+    from nnctl.data.tabular import fit_preprocessing, load_tabular
+    from nnctl.errors import NnctlError
+
+    path = tmp_path / "t.csv"
+    path.write_bytes(text.encode("utf-8"))
+    try:
+        data = load_tabular(path, DataConfig(path=str(path)))
+        prep = fit_preprocessing(data, np.arange(data.n_rows), {})
+        x = prep.encode_columns(data.columns, data.locate)
+    except NnctlError:
+        return
+    assert x.shape == (data.n_rows, len(prep.feature_names)) and np.isfinite(x).all()
+    assert data.y is not None and len(data.y) == data.n_rows
