@@ -9,7 +9,6 @@ cells and the key that fixes it.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -447,7 +446,3 @@ def describe_columns(preprocessing: Preprocessing, data: TabularData) -> list[di
             row["handling"] = f"missing: {spec.missing}{fill}" + (", +indicator" if spec.indicator else "")
         rows.append(row)
     return rows
-
-
-def is_finite_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
