@@ -378,13 +378,14 @@ def _fit_categorical(data: TabularData, train: RawColumn, spec: Any) -> Categori
         raise DataError(f"{data.source}: column '{name}' has no values in the training rows")
     ordered = _sort_labels(set(seen))
     kept = _frequent(ordered, seen, spec, int(present.size))
-    infrequent = tuple(c for c in ordered if c not in kept)
+    kept_set = set(kept)
+    infrequent = tuple(c for c in ordered if c not in kept_set)
     strategy = getattr(spec, "missing", None) or "category"
     if strategy == "category" and not train.missing.any():
         strategy = "most_frequent"  # no <missing> input that training never switched on
     fill = None
-    if strategy == "most_frequent":
-        fill = max(kept, key=lambda c: (seen[c], -kept.index(c)))
+    if strategy == "most_frequent":  # the most frequent; the first in sorted order on a tie
+        fill = kept[int(np.argmax([seen[c] for c in kept]))]
     unknown = getattr(spec, "unknown", None) or "ignore"
     return CategoricalColumn(name, tuple(kept), infrequent, bool(infrequent), strategy, fill, unknown)
 
@@ -400,10 +401,11 @@ def _frequent(ordered: list[str], counts: dict[str, int], spec: Any, rows: int) 
         kept = [c for c in kept if counts[c] >= threshold]
     max_categories = getattr(spec, "max_categories", None)
     if max_categories is not None and len(kept) > max_categories:
-        top = sorted(kept, key=lambda c: (-counts[c], ordered.index(c)))[:max_categories]
+        rank = {c: i for i, c in enumerate(ordered)}
+        top = set(sorted(kept, key=lambda c: (-counts[c], rank[c]))[:max_categories])
         kept = [c for c in ordered if c in top]
     if not kept:  # everything rare: keep the most frequent, so the column still says something
-        kept = [max(ordered, key=lambda c: (counts[c], -ordered.index(c)))]
+        kept = [ordered[int(np.argmax([counts[c] for c in ordered]))]]
     return kept
 
 
