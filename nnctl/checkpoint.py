@@ -1,11 +1,13 @@
 """Checkpoints as plain ``.npz``: readable with ``numpy.load(path, allow_pickle=False)``, nothing pickled.
 
-Keys (format version 1):
+Keys (format version 2; version 1 had no ``preprocessing``):
 
 * ``W1``..``WL`` (units_l, units_{l-1}) and ``b1``..``bL`` (units_l,): the seed's w_ij and b_i
 * ``config``: 0-d string, the resolved config as JSON; ``meta``: 0-d string, JSON with ``format``,
   ``format_version``, ``epoch``, ``nnctl_version``, metrics, library versions and BLAS threads
 * ``feature_names``, ``target_names``, ``classes`` (strings), ``norm_shift``, ``norm_scale`` (float64)
+* ``preprocessing``: 0-d string, JSON: how raw table columns become the inputs ``feature_names``
+  (``nnctl.data.columns.Preprocessing``); a version-1 file reads as numeric columns only
 * ``train_state``: 0-d string, JSON (random-generator states, position in the epoch, schedule and
   early-stopping state); ``opt_*``: the optimizer's state arrays
 
@@ -31,8 +33,16 @@ from typing import IO, Any
 
 import numpy as np
 
-from nnctl.checkpoint_checks import FORMAT, FORMAT_VERSION, check_meta, check_targets, check_train_state
+from nnctl.checkpoint_checks import (
+    FORMAT,
+    FORMAT_VERSION,
+    check_class_weights,
+    check_meta,
+    check_targets,
+    check_train_state,
+)
 from nnctl.config import MAX_PARAMETER_BYTES, Config, check_parameter_budget, validate_config
+from nnctl.data.columns import Preprocessing
 from nnctl.errors import CheckpointError, ConfigError, TrainingFailed
 from nnctl.files import atomic_write_with
 
@@ -67,6 +77,11 @@ class Checkpoint:
     train_state: dict[str, Any] = field(default_factory=dict)
     optimizer_state: dict[str, np.ndarray] = field(default_factory=dict)
     path: Path | None = None
+    preprocessing: Preprocessing = None  # type: ignore[assignment]  # None -> numeric_only(feature_names)
+
+    def __post_init__(self) -> None:
+        if self.preprocessing is None:
+            self.preprocessing = Preprocessing.numeric_only(self.feature_names)
 
     @property
     def epoch(self) -> int:
@@ -102,6 +117,8 @@ def save_checkpoint(path: Path | str, checkpoint: Checkpoint) -> None:
         arrays["classes"] = np.array(checkpoint.classes, dtype=str)
     arrays["norm_shift"] = np.asarray(checkpoint.norm_shift, dtype=np.float64)
     arrays["norm_scale"] = np.asarray(checkpoint.norm_scale, dtype=np.float64)
+    preprocessing = checkpoint.preprocessing or Preprocessing.numeric_only(checkpoint.feature_names)
+    arrays["preprocessing"] = np.array(json.dumps(preprocessing.to_json()))
     for key, value in checkpoint.optimizer_state.items():
         arrays[OPTIMIZER_PREFIX + key] = value
     atomic_write_with(path, lambda handle: np.savez(handle, **arrays))
@@ -283,10 +300,14 @@ class _Reader:
         norm_scale = self._float_vector("norm_scale", len(feature_names))
         if np.any(norm_scale <= 0):
             raise CheckpointError(f"{path}: norm_scale holds zero or negative values; the file is corrupt")
+        preprocessing = self._preprocessing(meta["format_version"], feature_names, norm_shift, norm_scale)
+        check_class_weights(path, meta, classes)
         train_state = check_train_state(path, self._json("train_state"), meta, config)
         optimizer_state = self._optimizer_state(config, weights, biases)
         known = {"meta", "config", "train_state", "feature_names", "target_names", "classes"}
         known |= {"norm_shift", "norm_scale"} | {f"{p}{i}" for p in "Wb" for i in range(1, layers + 1)}
+        if meta["format_version"] >= 2:
+            known.add("preprocessing")
         known |= {OPTIMIZER_PREFIX + key for key in optimizer_state}
         extra = sorted(set(self.members) - known)
         if extra:
@@ -299,7 +320,7 @@ class _Reader:
                 )
             raise CheckpointError(
                 f"{path}: holds unexpected arrays {listed}, which are not part of checkpoint format "
-                f"{FORMAT_VERSION}; the file was not written by nnctl or was tampered with"
+                f"{meta['format_version']}; the file was not written by nnctl or was tampered with"
             )
         return Checkpoint(
             weights=weights,
@@ -314,7 +335,28 @@ class _Reader:
             train_state=train_state,
             optimizer_state=optimizer_state,
             path=path,
+            preprocessing=preprocessing,
         )
+
+    def _preprocessing(
+        self, version: int, feature_names: list[str], shift: np.ndarray, scale: np.ndarray
+    ) -> Preprocessing:
+        """Version 2: the stored preprocessing, which must encode exactly ``feature_names`` and
+        leave one-hot and indicator inputs unscaled. Version 1: numeric columns only."""
+        if version < 2:
+            return Preprocessing.numeric_only(feature_names)
+        try:
+            preprocessing = Preprocessing.from_json(self._json("preprocessing"))
+        except ValueError as exc:
+            raise CheckpointError(f"{self.path}: 'preprocessing' is invalid: {exc}") from None
+        if preprocessing.feature_names != feature_names:
+            raise CheckpointError(
+                f"{self.path}: 'preprocessing' encodes other inputs than 'feature_names'; the file is corrupt"
+            )
+        fixed = ~preprocessing.scaled_inputs()
+        if np.any(shift[fixed] != 0.0) or np.any(scale[fixed] != 1.0):
+            raise CheckpointError(f"{self.path}: one-hot or indicator inputs have a normalization; corrupt")
+        return preprocessing
 
     def _json(self, key: str) -> dict[str, Any]:
         member = self.header(key, "every nnctl checkpoint has it")

@@ -17,7 +17,7 @@ from nnctl.errors import CheckpointError
 from nnctl.training.state import LoopState
 
 FORMAT = "nnctl-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def _is_int(value: Any) -> bool:
@@ -59,6 +59,20 @@ def check_meta(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
     if "metrics" in meta and not isinstance(meta["metrics"], dict):
         raise CheckpointError(f"{path}: meta.metrics must be a mapping")
     return meta
+
+
+def check_class_weights(path: Path, meta: dict[str, Any], classes: list[str] | None) -> None:
+    """meta.class_weights (training.class_weight resolved): one positive weight per class."""
+    weights = meta.get("class_weights")
+    if weights is None:
+        return
+    if (
+        classes is None
+        or not isinstance(weights, list)
+        or len(weights) != len(classes)
+        or not all(_is_number(w) and w > 0 for w in weights)
+    ):
+        raise CheckpointError(f"{path}: meta.class_weights must hold one positive number per class")
 
 
 def check_targets(

@@ -86,6 +86,29 @@ class FoldsConfig(Strict):
         return self
 
 
+class ColumnConfig(Strict):
+    """Settings of one table column (``data.columns.NAME``); unset keys take the type's default."""
+
+    type: Literal["numeric", "categorical"] | None = Field(None, description="default: inferred")
+    missing: (
+        Literal["median", "mean", "constant", "drop_row", "error", "category", "most_frequent"] | None
+    ) = Field(
+        None,
+        description="numeric: median (default) | mean | constant | drop_row | error; "
+        "categorical: category (default) | most_frequent | drop_row | error",
+    )
+    fill: float | None = Field(None, description="the value for missing: constant")
+    indicator: bool = Field(True, description="numeric: add a NAME_missing 0/1 input")
+    unknown: Literal["ignore", "error"] = Field("ignore", description="a category never seen in training")
+    min_frequency: PositiveFloat | None = Field(
+        None, description="categories rarer than this count (or fraction < 1) fold into <other>"
+    )
+    max_categories: PositiveInt | None = Field(None, description="keep this many categories, fold the rest")
+
+
+DEFAULT_MISSING_VALUES = ("", "NA", "N/A", "NaN", "nan", "null", "None", "?")
+
+
 class DataConfig(Strict):
     path: str = Field(
         description="CSV (header row), .npz (arrays x, y) or builtin:NAME; relative to the config"
@@ -98,9 +121,18 @@ class DataConfig(Strict):
     shuffle: bool = Field(True, description="reshuffle minibatches every epoch")
     task: Literal[("auto", *TASKS)] = Field("auto", description="task")  # type: ignore[valid-type]
     mmap: bool = Field(False, description="memory-map x.npy of a folder dataset instead of loading it")
+    features: list[str] | None = Field(None, description="feature columns; default: all but the target")
+    drop: list[str] = Field(default_factory=list, description="columns never used")
+    columns: dict[str, ColumnConfig] = Field(default_factory=dict, description="per-column settings")
+    missing_values: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_MISSING_VALUES), description="cells read as missing"
+    )
+    delimiter: str | None = Field(None, description="CSV delimiter; default: detected from the header")
 
     @model_validator(mode="after")
     def _splits_leave_training_rows(self) -> DataConfig:
+        if self.delimiter is not None and len(self.delimiter) != 1:
+            raise ValueError(f"data.delimiter: {self.delimiter!r} must be one character, e.g. ';'")
         if self.validation + self.test >= 1.0:
             raise ValueError(
                 f"validation + test = {self.validation + self.test:g} leaves no training rows; "
@@ -139,6 +171,9 @@ class TrainingConfig(Strict):
     early_stopping: EarlyStoppingConfig | None = Field(None, description="stop when the monitor stalls")
     deterministic: bool = Field(False, description="pin BLAS to one thread for bit-identical results")
     trace: bool = Field(False, description="per-layer diagnostics in history.csv")
+    class_weight: Literal["balanced"] | dict[str, PositiveFloat] | None = Field(
+        None, description="cce/bce: weight each sample's cost by its class: balanced or {LABEL: weight}"
+    )
 
 
 class Config(Strict):

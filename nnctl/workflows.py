@@ -18,8 +18,10 @@ from nnctl.checkpoint import Checkpoint, load_checkpoint
 from nnctl.config import Config, apply_override, load_config, validate_config
 from nnctl.data.load import load_table
 from nnctl.data.normalize import Normalizer
+from nnctl.data.table import preview
+from nnctl.data.tabular import is_tabular, read_table, target_values
 from nnctl.data.targets import TargetEncoder
-from nnctl.errors import CheckpointError, ConfigError, DataError, NnctlError
+from nnctl.errors import CheckpointError, ConfigError, DataError, NnctlError, did_you_mean
 from nnctl.runs import FolderLock, RunFolder, RunWriter, relocate_data_path
 from nnctl.training.evaluate import evaluate
 from nnctl.training.loop import Callback, Trainer
@@ -169,6 +171,7 @@ def prepare_for_plan(plan: TrainPlan) -> Prepared:
         np.array_equal(prepared.normalizer.shift, checkpoint.norm_shift)
         and np.array_equal(prepared.normalizer.scale, checkpoint.norm_scale)
         and prepared.feature_names == checkpoint.feature_names
+        and prepared.preprocessing == checkpoint.preprocessing
     ):
         raise DataError(
             f"{prepared.source}: the data differ from those the checkpoint was trained on",
@@ -199,7 +202,8 @@ def locate_data(checkpoint: Checkpoint) -> str:
 def prepare_checkpoint_data(config: Config, checkpoint: Checkpoint) -> Prepared:
     """``config``'s splits of the data the checkpoint was trained on, wherever they are now."""
     data = config.data.model_copy(update={"path": locate_data(checkpoint)})
-    return prepare(config.model_copy(update={"data": data}), None)
+    numeric_only = checkpoint.meta.get("format_version", 1) < 2
+    return prepare(config.model_copy(update={"data": data}), None, numeric_only=numeric_only)
 
 
 def resolve_for_folder(config: Config, prepared: Prepared, folder: Path) -> Config:
@@ -236,7 +240,7 @@ def run_training(
         trainer.config = plan.config
         trainer.prepared.config = plan.config
     else:
-        net = build_network(plan.config, prepared.train.n_features)
+        net = build_network(plan.config, prepared.train.n_features, class_weights=prepared.class_weights)
         if plan.init_from is not None:
             copy_weights(plan.init_from, net)
         trainer = Trainer(prepared, net, callbacks=all_callbacks)
@@ -320,8 +324,9 @@ def normalizer_of(checkpoint: Checkpoint) -> Normalizer:
     return Normalizer(checkpoint.config.data.normalize, checkpoint.norm_shift, checkpoint.norm_scale)
 
 
-def checkpoint_split(checkpoint: Checkpoint, data: Path | None) -> tuple[Split, str]:
-    """The rows to evaluate: FILE's rows, or the checkpoint's own test split."""
+def checkpoint_split(checkpoint: Checkpoint, data: Path | None) -> tuple[Split, str, list[str]]:
+    """The rows to evaluate: FILE's rows, or the checkpoint's own test split; and notes on the
+    rows left out (a missing target)."""
     if data is None:
         prepared = prepare_checkpoint_data(checkpoint.config, checkpoint)
         if prepared.test is None:
@@ -329,40 +334,129 @@ def checkpoint_split(checkpoint: Checkpoint, data: Path | None) -> tuple[Split, 
                 f"{checkpoint.path}: its config holds out no test split (data.test = 0)",
                 hint="pass rows to evaluate with --data FILE",
             )
-        return prepared.test, f"test split of {prepared.source}"
-    table = load_table(str(data), checkpoint.target_names, feature_names=checkpoint.feature_names)
+        return prepared.test, f"test split of {prepared.source}", prepared.notes
     encoder = encoder_of(checkpoint)
     dtype = np.dtype(checkpoint.config.dtype)
-    x = normalizer_of(checkpoint).apply(table.x, dtype)
-    t = encoder.encode(table.y, source=table.source).astype(dtype)
-    return Split(x, t), str(data)
+    if reads_raw_rows(checkpoint, data):
+        rows = raw_rows(checkpoint, data, require_target=True)
+        x, y, notes = rows.x, rows.y, rows.notes
+    else:
+        table = load_table(str(data), checkpoint.target_names, feature_names=checkpoint.feature_names)
+        x, y, notes = table.x, table.y, []
+    x = normalizer_of(checkpoint).apply(x, dtype)
+    t = encoder.encode(y, source=str(data)).astype(dtype)
+    return Split(x, t), str(data), notes
+
+
+def reads_raw_rows(checkpoint: Checkpoint, data: Path) -> bool:
+    """Raw table rows, preprocessed as the checkpoint says (format 2 and a CSV/Parquet file); else
+    the numeric columns ``feature_names`` exactly (format 1, .npz, folders, builtins)."""
+    if checkpoint.meta.get("format_version", 1) >= 2 and is_tabular(data):
+        return True
+    assert checkpoint.preprocessing is not None
+    if not checkpoint.preprocessing.is_identity:
+        raise DataError(
+            f"{data}: this model encodes table columns ({', '.join(checkpoint.preprocessing.input_names)}); "
+            "give its rows as a .csv or .parquet table"
+        )
+    return False
+
+
+@dataclass
+class RawRows:
+    x: np.ndarray  # encoded inputs, (n, len(feature_names)), not yet normalized
+    y: np.ndarray | None  # raw targets of the rows kept, or None
+    notes: list[str]
+
+
+def raw_rows(checkpoint: Checkpoint, path: Path, *, require_target: bool) -> RawRows:
+    """A table's rows encoded by the checkpoint's preprocessing: its input columns in any order,
+    other columns ignored. With ``require_target`` the target columns must be there and rows
+    whose target is missing are left out (and counted); else targets are ignored."""
+    preprocessing = checkpoint.preprocessing
+    assert preprocessing is not None
+    raw = read_table(
+        Path(path), delimiter=checkpoint.config.data.delimiter, missing_values=preprocessing.missing_values
+    )
+    by_name = {column.name: column for column in raw.columns if column.name}
+    names = list(by_name)
+    for name in preprocessing.input_names:
+        if name not in by_name:
+            raise DataError(
+                f"{raw.source}: no column '{name}', which the model needs as an input "
+                f"(columns: {preview(names)})",
+                hint=did_you_mean(name, names)
+                or f"the rows need the model's input columns: {preview(preprocessing.input_names)}",
+            )
+    rows = np.arange(raw.n_rows)
+    notes: list[str] = []
+    y = None
+    if require_target:
+        for name in checkpoint.target_names:
+            if name not in by_name:
+                raise DataError(
+                    f"{raw.source}: no target column '{name}'; columns: {preview(names)}",
+                    hint=did_you_mean(name, names) or "evaluation needs the target column",
+                )
+        targets = [by_name[name] for name in checkpoint.target_names]
+        keep = ~np.logical_or.reduce([column.missing for column in targets])
+        rows = np.flatnonzero(keep)
+        dropped = raw.n_rows - rows.size
+        if dropped:
+            notes.append(f"left out {dropped} row{'s' * (dropped != 1)} whose target is missing")
+        if rows.size == 0:
+            raise DataError(f"{raw.source}: every row's target is missing")
+        y = target_values([c.take(rows) for c in targets], lambda r, c: raw.locate(int(rows[r]), c))
+    columns = {name: by_name[name].take(rows) for name in preprocessing.input_names}
+    x = preprocessing.encode_columns(columns, lambda r, c: raw.locate(int(rows[r]), c))
+    return RawRows(x, y, notes)
 
 
 def evaluate_checkpoint(path: Path, data: Path | None = None) -> dict[str, Any]:
     checkpoint = load_checkpoint(path)
-    split, source = checkpoint_split(checkpoint, data)
+    split, source, notes = checkpoint_split(checkpoint, data)
     net = network_from_checkpoint(checkpoint)
     task = checkpoint.meta["task"]
     metrics = evaluate(net, split, task, len(checkpoint.classes) if checkpoint.classes else None)
-    return {"checkpoint": str(path), "data": source, "task": task, "classes": checkpoint.classes, **metrics}
+    result = {"checkpoint": str(path), "data": source, "task": task, "classes": checkpoint.classes, **metrics}
+    if notes:
+        result["notes"] = notes
+    return result
 
 
-def predict_table(path: Path, input_path: Path) -> tuple[list[str], list[list[Any]]]:
-    """Header and rows of predictions for INPUT: labels (or values) plus per-class probabilities."""
+def predict_table(
+    path: Path, input_path: Path, threshold: float | None = None
+) -> tuple[list[str], list[list[Any]]]:
+    """Header and rows of predictions for INPUT: labels (or values) plus per-class probabilities.
+    ``threshold``: a one-output binary model predicts the positive class when p >= threshold."""
     checkpoint = load_checkpoint(path)
-    table = load_table(
-        str(input_path), checkpoint.target_names, feature_names=checkpoint.feature_names, require_target=False
-    )
+    encoder = encoder_of(checkpoint)
+    if threshold is not None and not (encoder.task == "classification" and encoder.output_units == 1):
+        raise NnctlError(
+            f"--threshold applies to binary classifiers with one output unit; {path} is "
+            f"{encoder.task} with {encoder.output_units} output units"
+        )
+    if reads_raw_rows(checkpoint, input_path):
+        x = raw_rows(checkpoint, input_path, require_target=False).x
+    else:
+        x = load_table(
+            str(input_path),
+            checkpoint.target_names,
+            feature_names=checkpoint.feature_names,
+            require_target=False,
+        ).x
     net = network_from_checkpoint(checkpoint)
-    x = normalizer_of(checkpoint).apply(table.x, np.dtype(checkpoint.config.dtype))
+    x = normalizer_of(checkpoint).apply(x, np.dtype(checkpoint.config.dtype))
     outputs = net.forward(x).astype(np.float64)
-    return prediction_rows(encoder_of(checkpoint), checkpoint.target_names, outputs)
+    return prediction_rows(encoder, checkpoint.target_names, outputs, threshold)
 
 
 def prediction_rows(
-    encoder: TargetEncoder, target_names: list[str], outputs: np.ndarray
+    encoder: TargetEncoder, target_names: list[str], outputs: np.ndarray, threshold: float | None = None
 ) -> tuple[list[str], list[list[Any]]]:
     decoded = encoder.decode(outputs)
+    if threshold is not None and encoder.classes is not None:
+        decoded = np.asarray(encoder.classes, dtype=np.str_)[(outputs[:, 0] >= threshold).astype(np.int64)]
     if encoder.task == "classification":
         classes = encoder.classes or []
         probabilities = (
@@ -388,6 +482,6 @@ def check_summary(config_path: Path, overrides: Sequence[str] = ()) -> tuple[Con
     ``nnctl train`` makes before its first step (the trainer's monitor check included)."""
     config = load_config(config_path, overrides)
     prepared = prepare(config, config_path.parent)
-    net = build_network(config, prepared.train.n_features)
+    net = build_network(config, prepared.train.n_features, class_weights=prepared.class_weights)
     best_epoch_monitor(config, prepared.task, prepared.validation is not None)
     return config, prepared, net

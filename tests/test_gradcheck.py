@@ -228,3 +228,54 @@ def test_sampled_check_passes_and_still_detects_errors() -> None:
     broken = net.astype(np.float64)  # a copy
     broken.layers[0].activation = WrongTanh()
     assert not gradient_check(broken, x, t, max_entries=10, seed=3).passed
+
+
+# ---------------------------------------------------------------------------------------------
+# Class weights: c_w = w_y c, the same factor on lambda' and on the fused s = a - t
+
+
+def _weighted_net(cost: Cost, out: Activation, units: int, weights: tuple[float, ...]) -> tuple:
+    from nnctl.engine.costs import class_weighted
+
+    rng = np.random.default_rng(7)
+    net = Network.build(
+        3, [LayerSpec(4, Tanh()), LayerSpec(units, out)], class_weighted(cost, weights), rng, dtype=np.float64
+    )
+    x = rng.normal(size=(8, 3))
+    labels = np.array([0, 1, 1, 0, 1, 0, 0, 1]) if units == 1 else rng.integers(0, units, 8)
+    t = labels[:, None].astype(np.float64) if units == 1 else np.eye(units)[labels]
+    return net, x, t, labels
+
+
+@pytest.mark.parametrize(
+    ("cost", "out", "units", "weights"),
+    [
+        (CategoricalCrossEntropy(), Softmax(), 3, (0.5, 2.0, 1.25)),
+        (BinaryCrossEntropy(), Logistic(), 1, (0.4, 3.0)),
+        (BinaryCrossEntropy(), Logistic(k=2.0), 1, (0.4, 3.0)),
+    ],
+    ids=["softmax+cce", "logistic+bce", "logistic(k=2)+bce"],
+)
+def test_gradient_check_holds_with_class_weights(
+    cost: Cost, out: Activation, units: int, weights: tuple
+) -> None:
+    net, x, t, labels = _weighted_net(cost, out, units, weights)
+    assert net.rule.fused and "class weight" in net.rule.label
+    assert_passes(net, x, t)
+    # The loss is the weighted mean of the plain per-sample costs (weights by class).
+    plain = Network(net.layers, cost)
+    per_sample = plain.per_sample_loss(plain.forward_pass(x), t)
+    expected = float(np.mean(np.asarray(weights)[labels] * per_sample))
+    assert net.loss(x, t) == pytest.approx(expected, rel=1e-12)
+    assert abs(net.loss(x, t) - plain.loss(x, t)) > 1e-3  # the weights change it
+
+
+def test_gradient_check_with_class_weights_catches_a_missing_weight() -> None:
+    """Mutation: the fused rule without the weight factor is wrong, and the check says so."""
+    from nnctl.engine.costs import OutputRule
+
+    net, x, t, _ = _weighted_net(CategoricalCrossEntropy(), Softmax(), 3, (0.5, 2.0, 1.25))
+    unweighted = CategoricalCrossEntropy().fused_rule(Softmax())
+    assert unweighted is not None
+    net.rule = OutputRule(unweighted.label, unweighted.equation, True, unweighted.sensitivity)
+    assert not gradient_check(net, x, t).passed

@@ -307,15 +307,20 @@ def predict(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="CSV file [default: standard output].")
     ] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="One-output binary models: positive when p >= T [default: 0.5]."),
+    ] = None,
 ) -> None:
-    """Predictions for INPUT's rows as CSV: label (or values) and per-class probabilities."""
+    """Predictions for INPUT's rows as CSV: label (or values) and per-class probabilities.
+    INPUT holds raw rows: the training table's columns in any order; others are ignored."""
     import csv
     import io
 
     from nnctl.files import atomic_write_text
     from nnctl.workflows import predict_table
 
-    header, rows = predict_table(checkpoint, input_file)
+    header, rows = predict_table(checkpoint, input_file, threshold)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
@@ -380,7 +385,7 @@ def check(config: ConfigArg, set_: SetOption = None) -> None:
     """Validate a config against its data and show the network it compiles to (no training)."""
     from rich.markup import escape
 
-    from nnctl.cli.render import count, layer_table
+    from nnctl.cli.render import column_table, count, layer_table, print_notes
     from nnctl.data.targets import describe_targets
     from nnctl.workflows import check_summary
 
@@ -393,8 +398,9 @@ def check(config: ConfigArg, set_: SetOption = None) -> None:
     console.print(
         f"data: {escape(prepared.source)}: {count(features, 'feature')}; train {count(rows, 'row')}"
     )
-    for warning in resolved.warnings():
-        console.print(f"[yellow]warning:[/] {escape(warning)}")
+    if prepared.columns:
+        console.print(column_table(prepared.columns))
+    print_notes(console, prepared.notes, [*resolved.warnings(), *prepared.warnings])
     console.print(layer_table(net, features))
     training = resolved.training
     console.print(
@@ -478,18 +484,32 @@ def init(
     template: Annotated[
         str, typer.Option(help="Starter: classification, regression, binary or xor.")
     ] = "classification",
+    from_data: Annotated[
+        Path | None, typer.Option("--from-data", help="Write a config for this CSV/Parquet table.")
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option(help="With --from-data: the target column [default: the last].")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
-    """Write a commented starter config."""
+    """Write a commented starter config (from a template, or inferred from a table)."""
     from nnctl.cli.templates import TEMPLATES
     from nnctl.errors import NnctlError
     from nnctl.files import atomic_write_text
 
     if template not in TEMPLATES:
         raise NnctlError(f"--template: unknown template {template!r}; choose one of {', '.join(TEMPLATES)}")
+    if target is not None and from_data is None:
+        raise NnctlError("--target needs --from-data FILE")
     if path.exists() and not force:
         raise NnctlError(f"{path} already exists", hint="pass --force to overwrite it")
-    atomic_write_text(path, TEMPLATES[template])
+    if from_data is not None:
+        from nnctl.cli.templates import config_from_data
+
+        text = config_from_data(from_data, target, path)
+    else:
+        text = TEMPLATES[template]
+    atomic_write_text(path, text)
     typer.echo(f"wrote {path}; check it with: nnctl check {path}")
 
 

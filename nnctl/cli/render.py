@@ -38,7 +38,16 @@ def print_start(console: Any, plan: Any, prepared: Any) -> None:
     console.print(f"[bold]{what} {escape(config.name or '')}[/] -> {escape(str(plan.folder.path))}")
     task = escape(describe_targets(prepared.encoder))
     console.print(f"task: {task}; rows: {sizes}; features: {prepared.train.n_features}")
-    for warning in plan.warnings:
+    print_notes(console, prepared.notes, [*plan.warnings, *prepared.warnings])
+
+
+def print_notes(console: Any, notes: list[str], warnings: list[str]) -> None:
+    """What was done to the table (rows dropped, index column) and what looks wrong with it."""
+    from rich.markup import escape
+
+    for note in notes:
+        console.print(f"note: {escape(note)}")
+    for warning in warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}")
 
 
@@ -54,7 +63,7 @@ def print_summary(console: Any, result: Any) -> None:
     if losses:
         table.add_row("train loss", f"{losses[-1]:.4g}  {sparkline(losses)}")
     if result.test_metrics:
-        for key in ("loss", "accuracy", "macro_f1", "mse", "mae", "r2"):
+        for key in ("loss", "accuracy", "macro_f1", "roc_auc", "mse", "mae", "r2"):
             if key in result.test_metrics:
                 table.add_row(f"test {key}", f"{result.test_metrics[key]:.4f}")
     table.add_row("written", "\n".join(str(p) for p in result.written))
@@ -69,6 +78,7 @@ def print_metrics(console: Any, result: dict[str, Any]) -> None:
     console.print(
         f"[bold]{escape(result['checkpoint'])}[/] on {escape(result['data'])} ({result['samples']} rows)"
     )
+    print_notes(console, result.get("notes", []), [])
     table = Table(show_header=False)
     for key in ("loss", "accuracy", "macro_precision", "macro_recall", "macro_f1", "mse", "mae", "r2"):
         if key in result:
@@ -115,5 +125,29 @@ def layer_table(net: Any, input_units: int) -> Any:
             f"{row['initializer']} (±{row['bound']:.3g})",
             f"{row['parameters']:,}",
             str(row["backprop"]),
+        )
+    return table
+
+
+def column_table(columns: list[dict[str, Any]]) -> Any:
+    """``nnctl check``'s table of the data's columns: type, missing cells, categories, encoded width."""
+    from rich.markup import escape
+
+    from nnctl.cli.tables import Table
+    from nnctl.data.table import preview
+
+    table = Table(
+        title=f"columns: {len(columns)} in, {sum(c['width'] for c in columns)} inputs after encoding"
+    )
+    for column in ("column", "type", "missing", "categories", "handling", "inputs"):
+        table.add_column(column, justify="right" if column in ("missing", "inputs") else "left")
+    for row in columns:
+        table.add_row(
+            escape(row["column"]),
+            row["type"],
+            str(row["missing"]),
+            escape(preview(row["categories"], 6)),
+            escape(row["handling"]),
+            str(row["width"]),
         )
     return table

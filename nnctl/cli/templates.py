@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 _COMMON_TRAINING = """\
 training:
   epochs: {epochs}
@@ -83,3 +85,92 @@ TEMPLATES: dict[str, str] = {
     "regression": REGRESSION,
     "xor": XOR,
 }
+
+
+def config_from_data(data_path: Path, target: str | None, config_path: Path) -> str:
+    """A commented config for a CSV/Parquet table: its columns as inferred, the task, the output
+    layer and the cost that fit the target column."""
+    import os
+
+    import numpy as np
+
+    from nnctl.config import DEFAULT_MISSING_VALUES
+    from nnctl.data.table import format_number, preview
+    from nnctl.data.tabular import is_tabular, read_table, resolve_types
+    from nnctl.errors import DataError
+
+    if not is_tabular(data_path):
+        raise DataError(f"{data_path}: --from-data reads .csv and .parquet tables")
+    raw = read_table(data_path, delimiter=None, missing_values=DEFAULT_MISSING_VALUES)
+    columns = [c for c in raw.columns if c.name]
+    names = [c.name for c in columns]
+    target = target or names[-1]
+    if target not in names:
+        raise DataError(f"{data_path}: no column '{target}' for --target; columns: {preview(names)}")
+    label = next(c for c in columns if c.name == target)
+    present = label.values[~label.missing]
+    features = [c for c in columns if c.name != target]
+    types, warnings = resolve_types(raw, features, {}, ~label.missing)
+    distinct = np.unique(present)
+    integers = label.numeric and bool(np.all(distinct == np.round(distinct)))
+    regression = label.numeric and not (integers and len(distinct) <= 20)
+    shown = [format_number(float(v)) for v in distinct] if label.numeric else [str(v) for v in distinct]
+    if regression:
+        task, output, cost = "regression", "{units: 1, activation: identity}", "quadratic"
+        low, high = format_number(float(present.min())), format_number(float(present.max()))
+        summary = f"regression on '{target}' ({low} .. {high})"
+    elif len(distinct) == 2:
+        task, output, cost = "binary classification", "{units: 1, activation: logistic}", "bce"
+        summary = f"binary classification of '{target}' ({preview(shown)}; positive class: {shown[1]})"
+    else:
+        task, output, cost = "classification", f"{{units: {len(distinct)}, activation: softmax}}", "cce"
+        summary = f"classification of '{target}' into {len(distinct)} classes ({preview(shown)})"
+    if len(distinct) < 2:
+        raise DataError(f"{data_path}: the target '{target}' has {len(distinct)} distinct value")
+    relative = os.path.relpath(data_path.resolve(), config_path.resolve().parent)
+    lines = [
+        f"# nnctl config written by `nnctl init --from-data {data_path} --target {target}`.",
+        f"# {raw.n_rows} rows; task: {summary}.",
+        f"# Check it with `nnctl check {config_path}`; column settings: docs/data.md.",
+        f"name: {config_path.stem}",
+        "seed: 0",
+        "data:",
+        f"  path: {Path(relative).as_posix()}",
+        f"  target: {target}",
+        "  validation: 0.15",
+        "  test: 0.15",
+        "  normalize: standard          # numeric columns only; one-hot and _missing inputs stay 0/1",
+        "  columns:                     # as inferred; numeric: missing median (+ a _missing input),",
+        "                               # categorical: one-hot, missing cells a category of their own",
+    ]
+    for column in features:
+        kind = types[column.name]
+        missing = int(column.missing.sum())
+        if kind == "categorical":
+            cats = np.unique(column.values[~column.missing])
+            detail = f"{len(cats)} categories: {preview([str(c) for c in cats], 5)}"
+        else:
+            values = column.values[~column.missing]
+            detail = f"{format_number(float(values.min()))} .. {format_number(float(values.max()))}"
+        detail += f"; {missing} missing" if missing else ""
+        lines.append(f"    {column.name}: {{type: {kind}}}".ljust(40) + f"# {detail}")
+    drop = [w.split("'")[1] for w in warnings]
+    if drop:
+        lines.append(
+            f"  drop: [{', '.join(drop)}]".ljust(40) + "# a different value in every row, like an ID"
+        )
+    lines += [
+        "model:",
+        "  layers:",
+        "    - {units: 32, activation: relu}",
+        f"    - {output}".ljust(40) + f"# {task}",
+        f"cost: {cost}",
+        "training:",
+        "  epochs: 100",
+        "  batch_size: 32",
+        "  learning_rate: 0.05",
+        "  optimizer: sgd",
+    ]
+    if not regression:
+        lines.append("  class_weight: null                # or balanced, for imbalanced classes")
+    return "\n".join(lines) + "\n"

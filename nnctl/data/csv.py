@@ -1,9 +1,10 @@
-"""CSV files: a fast path through np.loadtxt for all-numeric files, a per-cell path that names the
-file, line and column of a bad cell."""
+"""CSV files as numbers only (the format-version-1 contract): pyarrow reads the file
+(``nnctl.data.raw``); a per-line path names the file, line and column of a bad cell."""
 
 from __future__ import annotations
 
 import csv
+import io
 import math
 
 import numpy as np
@@ -50,10 +51,12 @@ def _split_cells(source: str, lineno: int, line: str) -> list[str]:
         raise DataError(f"{source}:{lineno}: malformed quoting ({exc})") from exc
 
 
-def _parse_header(source: str, lineno: int, line: str) -> list[str]:
-    names = [name.strip() for name in _split_cells(source, lineno, line)]
+def parse_header(source: str, lineno: int, names: list[str], *, allow_index: bool = False) -> list[str]:
+    """Stripped column names; every column needs a unique name. With ``allow_index`` the first
+    may be empty: pandas' ``to_csv()`` and R's ``write.csv`` write their row index there."""
+    names = [name.strip() for name in names]
     for i, name in enumerate(names):
-        if not name:
+        if not name and not (allow_index and i == 0 and len(names) > 1):
             raise DataError(
                 f"{source}:{lineno}: column {i + 1} has no name",
                 hint="the first line must be a header row naming every column",
@@ -69,7 +72,92 @@ def _parse_header(source: str, lineno: int, line: str) -> list[str]:
     return names
 
 
+def _parse_header(source: str, lineno: int, line: str) -> list[str]:
+    return parse_header(source, lineno, _split_cells(source, lineno, line), allow_index=True)
+
+
+def read_rows_slowly(
+    source: str, data: bytes, sep: str = ","
+) -> tuple[list[str], list[list[str]], list[int]]:
+    """(names, rows of cells, line of each row) by Python's csv module, for files pyarrow refused:
+    the message names the line that is wrong."""
+    text = _decode(source, data)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, strict=True)
+    names: list[str] | None = None
+    header_line = 0
+    rows: list[list[str]] = []
+    linenos: list[int] = []
+    previous = 0
+    try:
+        for record in reader:
+            start, previous = previous + 1, reader.line_num
+            if not any(cell.strip() for cell in record):
+                continue
+            if names is None:
+                names, header_line = parse_header(source, start, record, allow_index=True), start
+                continue
+            if len(record) != len(names):
+                raise DataError(f"{source}:{start}: {len(record)} cells, the header has {len(names)}")
+            rows.append(record)
+            linenos.append(start)
+    except csv.Error as exc:
+        raise DataError(f"{source}:{reader.line_num}: malformed quoting ({exc})") from None
+    if names is None:
+        raise DataError(f"{source}: the file is empty", hint="a CSV needs a header row and data rows")
+    if not rows:
+        raise DataError(f"{source}: only a header row, no data rows")
+    del header_line
+    return names, rows, linenos
+
+
 def load_csv(
+    source: str,
+    data: bytes,
+    targets: list[str] | None,
+    feature_names: list[str] | None,
+    require_target: bool,
+) -> Table:
+    """Every feature a finite number (the format-version-1 contract): pyarrow reads the file;
+    when any cell is not a finite number the per-line reader below names it exactly."""
+    from nnctl.data.raw import read_csv
+
+    try:
+        raw = read_csv(source, data, missing_values=())
+    except DataError:
+        return _load_csv_slowly(source, data, targets, feature_names, require_target)
+    names = raw.names
+    candidates = names if names[0] else names[1:]  # an empty first name: a row index, never a feature
+    offset = len(names) - len(candidates)
+    fidx, tidx = select_columns(source, candidates, targets, feature_names, require_target)
+    fidx, tidx = [i + offset for i in fidx], [i + offset for i in tidx]
+    features = [raw.columns[i] for i in fidx]
+    target_columns = [raw.columns[i] for i in tidx]
+    clean = all(c.numeric and not c.missing.any() and np.isfinite(c.values).all() for c in features)
+    numeric_targets = all(c.numeric for c in target_columns)
+    if not clean or (target_columns and numeric_targets and any(c.missing.any() for c in target_columns)):
+        return _load_csv_slowly(source, data, targets, feature_names, require_target)
+    if target_columns and not numeric_targets and any(c.numeric for c in target_columns):
+        return _load_csv_slowly(source, data, targets, feature_names, require_target)
+    x = np.column_stack([c.values for c in features]) if features else np.empty((raw.n_rows, 0))
+    y = None
+    if target_columns:
+        if numeric_targets:
+            y = np.column_stack([c.values for c in target_columns])
+            if not np.isfinite(y).all():
+                return _load_csv_slowly(source, data, targets, feature_names, require_target)
+        else:
+            cells = np.column_stack([c.values for c in target_columns])
+            y = finish_targets(cells, lambda r, c: raw.locate(r, target_columns[c]))
+    return Table(
+        x=np.ascontiguousarray(x, dtype=np.float64),
+        y=y,
+        feature_names=[names[i] for i in fidx],
+        target_names=[names[i] for i in tidx],
+        source=source,
+    )
+
+
+def _load_csv_slowly(
     source: str,
     data: bytes,
     targets: list[str] | None,
@@ -89,7 +177,9 @@ def load_csv(
     rows, linenos = rows[1:], linenos[1:]
     if not rows:
         raise DataError(f"{source}: only a header row, no data rows")
-    fidx, tidx = select_columns(source, names, targets, feature_names, require_target)
+    offset = 0 if names[0] else 1  # an empty first name: a row index, never a feature
+    fidx, tidx = select_columns(source, names[offset:], targets, feature_names, require_target)
+    fidx, tidx = [i + offset for i in fidx], [i + offset for i in tidx]
     parsed = _parse_fast(source, rows, linenos, names, fidx, tidx)
     x, ycells = parsed if parsed is not None else _parse_slow(source, rows, linenos, names, fidx, tidx)
     y = None if ycells is None else finish_targets(ycells, _cell_locator(source, linenos, names, tidx))

@@ -235,6 +235,64 @@ class BinaryCrossEntropy(Cost):
         return OutputRule(label, "(2.28)", True, sensitivity)
 
 
+class ClassWeighted(Cost):
+    """A class-weighted cce or bce: sample i's cost is multiplied by the weight of its class,
+    c_w = w_{y_i} c (2.18)/(2.23), so the batch loss is (1/B) sum_i w_{y_i} c_i. Every
+    derivative with respect to a carries the same factor: lambda'_w = w lambda' (2.19)/(2.27) and
+    the fused rules become s = w (a - t) ((2.21), (2.28)). Not a YAML component: nnctl builds it
+    from ``training.class_weight`` (weights in class order, scaled to average 1 over the training
+    rows, so an epoch's loss is the weighted mean sum w c / sum w).
+    """
+
+    name: Literal["cce", "bce"]
+    base: CategoricalCrossEntropy | BinaryCrossEntropy
+    weights: tuple[float, ...]
+
+    @property
+    def formula(self) -> str:  # type: ignore[override]
+        return f"{self.base.formula}, times the class weight w_y"
+
+    def sample_weights(self, t: Array) -> Array:
+        """w_{y_i} for every row: t @ w for one-hot targets; w0 + (w1 - w0) t for one binary unit."""
+        w = np.asarray(self.weights, dtype=t.dtype)
+        if t.shape[1] == 1:
+            return w[0] + (w[1] - w[0]) * t[:, 0]
+        return t @ w
+
+    def per_sample(self, a: Array, t: Array) -> Array:
+        return self.base.per_sample(a, t) * self.sample_weights(t)
+
+    def per_sample_from_logits(self, z: Array, a: Array, t: Array, activation: Activation) -> Array:
+        return self.base.per_sample_from_logits(z, a, t, activation) * self.sample_weights(t)
+
+    def gradient(self, a: Array, t: Array) -> Array:
+        return self.base.gradient(a, t) * self.sample_weights(t)[:, None]
+
+    def check_output(self, activation: Activation) -> PairCheck:
+        return self.base.check_output(activation)
+
+    def fused_rule(self, activation: Activation) -> OutputRule | None:
+        rule = self.base.fused_rule(activation)
+        if rule is None:
+            return None
+
+        def sensitivity(z: Array, a: Array, t: Array) -> Array:
+            s = rule.sensitivity(z, a, t)
+            s *= self.sample_weights(t)[:, None]
+            return s
+
+        return OutputRule(f"{rule.label}, times the class weight", rule.equation, True, sensitivity)
+
+
+def class_weighted(cost: Cost, weights: list[float] | tuple[float, ...] | None) -> Cost:
+    """``cost`` with per-class weights (cce and bce only), or ``cost`` itself without weights."""
+    if not weights:
+        return cost
+    if not isinstance(cost, CategoricalCrossEntropy | BinaryCrossEntropy):
+        raise ValueError(f"class weights apply to cce and bce, not {cost.name}")
+    return ClassWeighted(name=cost.name, base=cost, weights=tuple(float(w) for w in weights))
+
+
 def generalized_rule(cost: Cost, activation: Activation) -> OutputRule:
     """s^L = J^L lambda' (2.16), as a vector-Jacobian product: valid for every pair."""
 

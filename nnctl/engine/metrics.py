@@ -71,11 +71,67 @@ def precision_recall_f1(matrix: Array) -> dict[str, Array]:
     return {"precision": precision, "recall": recall, "f1": f1}
 
 
+def positive_scores(outputs: Array) -> Array:
+    """P(positive class) of a binary classifier: its one output, or the second softmax output."""
+    return outputs[:, 0] if outputs.shape[1] == 1 else outputs[:, 1]
+
+
+def _average_ranks(scores: Array) -> Array:
+    """1-based ranks of the scores, ties sharing the average of their ranks."""
+    order = np.argsort(scores, kind="mergesort")
+    ordered = scores[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    ends = np.r_[starts[1:], len(ordered)]
+    ranks = np.empty(len(scores), dtype=np.float64)
+    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
+    return ranks
+
+
+def roc_auc(scores: Array, positive: Array) -> float | None:
+    """Area under the ROC curve: the probability that a random positive scores above a random
+    negative, ties counting half (Mann-Whitney U / (n_pos n_neg)); None without both classes."""
+    positive = np.asarray(positive, dtype=bool)
+    n_pos = int(positive.sum())
+    n_neg = positive.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return None
+    ranks = _average_ranks(np.asarray(scores, dtype=np.float64))
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def average_precision(scores: Array, positive: Array) -> float | None:
+    """sum_n (R_n - R_{n-1}) P_n over the distinct score thresholds, highest first (precision at
+    each recall step, no interpolation); None without a positive row."""
+    positive = np.asarray(positive, dtype=bool)
+    if not positive.any():
+        return None
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="mergesort")
+    ordered = np.asarray(scores, dtype=np.float64)[order]
+    hits = positive[order].astype(np.float64)
+    last = np.r_[np.flatnonzero(ordered[1:] != ordered[:-1]), len(ordered) - 1]  # end of each tie group
+    tp = np.cumsum(hits)[last]
+    fp = (last + 1) - tp
+    precision = tp / (tp + fp)
+    recall = tp / tp[-1]
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def binary_metrics(outputs: Array, T: Array) -> dict[str, float]:
+    """ROC AUC and average precision of a binary classifier (empty when a class is absent)."""
+    scores, positive = positive_scores(outputs), predicted_classes(T) == 1
+    auc, ap = roc_auc(scores, positive), average_precision(scores, positive)
+    if auc is None or ap is None:
+        return {}
+    return {"roc_auc": auc, "average_precision": ap}
+
+
 def classification_metrics(outputs: Array, T: Array, n_classes: int) -> dict[str, object]:
     true, pred = predicted_classes(T), predicted_classes(outputs)
     matrix = confusion_matrix(true, pred, n_classes)
     scores = precision_recall_f1(matrix)
+    binary = binary_metrics(outputs, T) if n_classes == 2 else {}
     return {
+        **binary,
         "accuracy": float(np.mean(true == pred)),
         "confusion_matrix": matrix.tolist(),
         "precision": scores["precision"].tolist(),

@@ -1,23 +1,36 @@
-"""Data preparation: read the table, split its rows, fit normalization and encode targets on the
-training rows only, and build the network the config describes."""
+"""Data preparation: read the table, split its rows, fit the column preprocessing and the
+normalization and encode targets on the training rows only, and build the network the config
+describes."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from nnctl.checkpoint import Checkpoint
 from nnctl.config import Config, check_parameter_budget
 from nnctl.data.arrays import release_pages
+from nnctl.data.columns import Preprocessing
 from nnctl.data.load import load_table
 from nnctl.data.normalize import CHUNK_ROWS, Normalizer
 from nnctl.data.splits import fold_split, split_indices
-from nnctl.data.table import Table
+from nnctl.data.table import Table, canonical_label, preview
+from nnctl.data.tabular import (
+    TabularData,
+    describe_columns,
+    fit_preprocessing,
+    is_tabular,
+    load_tabular,
+    unseen_category_warnings,
+)
 from nnctl.data.targets import TargetEncoder, infer_task
+from nnctl.engine.costs import class_weighted
 from nnctl.engine.network import LayerSpec, Network
+from nnctl.errors import ConfigError
 
 Array = np.ndarray
 STREAMS = ("init", "split", "shuffle", "dropout")
@@ -99,6 +112,15 @@ class Prepared:
     train: Split
     validation: Split | None
     test: Split | None
+    preprocessing: Preprocessing | None = None  # None: numeric columns named feature_names
+    class_weights: list[float] | None = None  # training.class_weight resolved, in class order
+    notes: list[str] = field(default_factory=list)  # what was done to the table (rows dropped, ...)
+    warnings: list[str] = field(default_factory=list)  # what looks wrong with it (ID columns, ...)
+    columns: list[dict[str, Any]] = field(default_factory=list)  # per raw column, for `nnctl check`
+
+    def __post_init__(self) -> None:
+        if self.preprocessing is None:
+            self.preprocessing = Preprocessing.numeric_only(self.feature_names)
 
 
 def resolve_data_path(config: Config, config_dir: Path | None) -> str:
@@ -109,10 +131,113 @@ def resolve_data_path(config: Config, config_dir: Path | None) -> str:
     return str(config_dir / path)
 
 
-def prepare(config: Config, config_dir: Path | None) -> Prepared:
-    """Load, check against the config, split (seeded, stratified) and normalize the data."""
-    table = load_table(resolve_data_path(config, config_dir), config.data.target, mmap=config.data.mmap)
+def prepare(config: Config, config_dir: Path | None, *, numeric_only: bool = False) -> Prepared:
+    """Load, check against the config, split (seeded, stratified) and normalize the data.
+    ``numeric_only``: every feature a number, as a format-version-1 checkpoint was trained."""
+    path = resolve_data_path(config, config_dir)
+    if is_tabular(path) and not numeric_only:
+        return prepare_tabular(config, load_tabular(Path(path), config.data))
+    _refuse_table_settings(config)
+    table = load_table(path, config.data.target, mmap=config.data.mmap)
     return prepare_table(config, table, consume=True)
+
+
+def _refuse_table_settings(config: Config) -> None:
+    data = config.data
+    for key, value in (("features", data.features), ("drop", data.drop), ("columns", data.columns)):
+        if value:
+            raise ConfigError(
+                f"data.{key}: applies to CSV and Parquet tables, not to {data.path}",
+                hint=f"remove data.{key}, or give the data as a .csv or .parquet file",
+            )
+
+
+def prepare_tabular(config: Config, data: TabularData) -> Prepared:
+    """Split the table's rows, fit the column preprocessing and the normalization on the training
+    rows, and encode every row."""
+    output = config.model.layers[-1]
+    task = infer_task(config.data.task, config.cost.name, output.activation.name, output.units, data.y)
+    encoder = TargetEncoder.fit(
+        data.y, task, output.units, target_names=data.target_names, source=data.source
+    )
+    strata = encoder.class_indices(data.y) if task == "classification" else None
+    rng = random_streams(config.seed)["split"]
+    train_idx, val_idx, test_idx = split_rows(config, data.n_rows, rng, strata)
+    preprocessing = fit_preprocessing(data, train_idx, config.data.columns, config.data.missing_values)
+    check_parameter_budget(config, len(preprocessing.feature_names))
+    x = preprocessing.encode_columns(data.columns, data.locate)
+    warnings = data.warnings + unseen_category_warnings(
+        preprocessing, data, {"validation": val_idx, "test": test_idx}
+    )
+    normalizer = Normalizer.fit(config.data.normalize, x, train_idx)
+    fixed = ~preprocessing.scaled_inputs()  # one-hot and indicator inputs stay 0/1
+    normalizer.shift[fixed], normalizer.scale[fixed] = 0.0, 1.0
+    dtype = np.dtype(config.dtype)
+    features = normalize_features(x, normalizer, dtype, in_place=True)
+    targets = encoder.encode(data.y, source=data.source).astype(dtype)
+    weights = resolve_class_weights(config, task, encoder, strata, train_idx)
+
+    def part(indices: Array) -> Split | None:
+        return Split(features, targets, indices) if indices.size else None
+
+    train = part(train_idx)
+    assert train is not None  # split_indices never returns an empty training part
+    return Prepared(
+        config,
+        task,
+        encoder,
+        normalizer,
+        preprocessing.feature_names,
+        list(data.target_names),
+        data.source,
+        train,
+        part(val_idx),
+        part(test_idx),
+        preprocessing=preprocessing,
+        class_weights=weights,
+        notes=list(data.notes),
+        warnings=warnings,
+        columns=describe_columns(preprocessing, data),
+    )
+
+
+def resolve_class_weights(
+    config: Config, task: str, encoder: TargetEncoder, strata: Array | None, train_idx: Array
+) -> list[float] | None:
+    """``training.class_weight`` as one weight per class (class order), scaled so the weights
+    average 1 over the training rows: ``balanced`` gives class k the weight n / (K n_k)."""
+    wanted = config.training.class_weight
+    if wanted is None:
+        return None
+    if task != "classification" or strata is None or encoder.classes is None:
+        raise ConfigError(f"training.class_weight: applies to classification, not to {task}")
+    if config.cost.name not in ("cce", "bce"):
+        raise ConfigError(f"training.class_weight: applies to the cce and bce costs, not {config.cost.name}")
+    classes = encoder.classes
+    counts = np.bincount(strata[train_idx], minlength=len(classes)).astype(np.float64)
+    if wanted == "balanced":
+        raw = np.where(counts > 0, counts.sum() / (len(classes) * np.maximum(counts, 1)), 1.0)
+    else:
+        given = {canonical_label(str(label)): float(w) for label, w in wanted.items()}
+        unknown = [label for label in given if label not in classes]
+        if unknown:
+            raise ConfigError(
+                f"training.class_weight: no class {unknown[0]!r}; the classes are {preview(classes)}"
+            )
+        raw = np.array([given.get(c, 1.0) for c in classes])
+    mean = float((raw * counts).sum() / counts.sum())
+    return [float(w) for w in raw / mean]
+
+
+def split_rows(
+    config: Config, n: int, rng: np.random.Generator, strata: Array | None
+) -> tuple[Array, Array, Array]:
+    """Train/validation/test row indices: the seeded split, or one fold of k-fold cross-validation
+    (``data.folds``, written by ``nnctl cv``) over the same non-test rows."""
+    folds = config.data.folds
+    if folds is None:
+        return split_indices(n, config.data.validation, config.data.test, rng, strata)
+    return fold_split(n, config.data.test, folds.k, folds.index, rng, strata)
 
 
 def prepare_table(config: Config, table: Table, *, consume: bool = False) -> Prepared:
@@ -126,15 +251,7 @@ def prepare_table(config: Config, table: Table, *, consume: bool = False) -> Pre
     check_parameter_budget(config, table.x.shape[1])
     strata = encoder.class_indices(table.y) if task == "classification" else None
     rng = random_streams(config.seed)["split"]
-    folds = config.data.folds
-    if folds is None:
-        train_idx, val_idx, test_idx = split_indices(
-            table.x.shape[0], config.data.validation, config.data.test, rng, strata
-        )
-    else:  # one fold of k-fold cross-validation (nnctl cv)
-        train_idx, val_idx, test_idx = fold_split(
-            table.x.shape[0], config.data.test, folds.k, folds.index, rng, strata
-        )
+    train_idx, val_idx, test_idx = split_rows(config, table.x.shape[0], rng, strata)
     normalizer = Normalizer.fit(config.data.normalize, table.x, train_idx)
     dtype = np.dtype(config.dtype)
     targets = encoder.encode(table.y, source=table.source).astype(dtype)
@@ -161,6 +278,7 @@ def prepare_table(config: Config, table: Table, *, consume: bool = False) -> Pre
         train,
         part(val_idx),
         part(test_idx),
+        class_weights=resolve_class_weights(config, task, encoder, strata, train_idx),
     )
 
 
@@ -175,8 +293,14 @@ def normalize_features(x: Array, normalizer: Normalizer, dtype: np.dtype, *, in_
     return out
 
 
-def build_network(config: Config, input_units: int, rng: np.random.Generator | None = None) -> Network:
-    """The network the config describes, initialized from the config seed's ``init`` stream."""
+def build_network(
+    config: Config,
+    input_units: int,
+    rng: np.random.Generator | None = None,
+    class_weights: list[float] | None = None,
+) -> Network:
+    """The network the config describes, initialized from the config seed's ``init`` stream;
+    ``class_weights`` (``Prepared.class_weights``) weight its cost by class."""
     rng = rng if rng is not None else random_streams(config.seed)["init"]
     specs = [
         LayerSpec(layer.units, layer.activation, layer.initializer, layer.dropout)
@@ -185,7 +309,7 @@ def build_network(config: Config, input_units: int, rng: np.random.Generator | N
     return Network.build(
         input_units,
         specs,
-        config.cost,
+        class_weighted(config.cost, class_weights),
         rng,
         dtype=np.dtype(config.dtype),
         initializer=config.model.initializer,
@@ -193,7 +317,8 @@ def build_network(config: Config, input_units: int, rng: np.random.Generator | N
 
 
 def network_from_checkpoint(checkpoint: Checkpoint) -> Network:
-    net = build_network(checkpoint.config, len(checkpoint.feature_names), np.random.default_rng(0))
+    weights = checkpoint.meta.get("class_weights")
+    net = build_network(checkpoint.config, len(checkpoint.feature_names), np.random.default_rng(0), weights)
     for layer, W, b in zip(net.layers, checkpoint.weights, checkpoint.biases, strict=True):
         layer.W, layer.b = np.ascontiguousarray(W), np.ascontiguousarray(b)
     return net

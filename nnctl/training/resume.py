@@ -55,6 +55,8 @@ def make_checkpoint(trainer: Trainer, metrics: dict[str, Any] | None = None) -> 
         "libraries": library_versions(),
         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    if prepared.class_weights is not None:
+        meta["class_weights"] = prepared.class_weights
     return Checkpoint(
         weights=[layer.W.copy() for layer in trainer.net.layers],
         biases=[layer.b.copy() for layer in trainer.net.layers],
@@ -67,6 +69,7 @@ def make_checkpoint(trainer: Trainer, metrics: dict[str, Any] | None = None) -> 
         norm_scale=prepared.normalizer.scale,
         train_state=state,
         optimizer_state=optimizer_state,
+        preprocessing=prepared.preprocessing,
     )
 
 
