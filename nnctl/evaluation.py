@@ -1,4 +1,4 @@
-"""``nnctl eval`` with its report: the metrics of ``workflows.evaluate_checkpoint`` plus what the
+"""``nnctl eval`` with its report: the metrics of ``engine.metrics.task_metrics`` plus what the
 outputs themselves show — expected calibration error for classification, and for a binary task the
 ROC and precision-recall areas and a threshold table — with the outputs kept for the figures."""
 
@@ -11,16 +11,8 @@ from typing import Any
 import numpy as np
 
 from nnctl.checkpoint import load_checkpoint
-from nnctl.engine.curves import (
-    area_under,
-    average_precision,
-    positive_scores,
-    reliability,
-    roc_curve,
-    threshold_table,
-    top_label,
-)
-from nnctl.engine.metrics import predicted_classes, task_metrics
+from nnctl.engine.curves import reliability, threshold_table, top_label
+from nnctl.engine.metrics import positive_scores, predicted_classes, task_metrics
 from nnctl.training.evaluate import predict_with_loss
 from nnctl.training.prepare import network_from_checkpoint
 from nnctl.workflows import checkpoint_split
@@ -44,7 +36,7 @@ class EvaluationReport:
 def evaluation_report(path: Path, data: Path | None = None) -> EvaluationReport:
     """Evaluate a checkpoint on FILE's rows or its own test split, keeping the outputs."""
     checkpoint = load_checkpoint(path)
-    split, source = checkpoint_split(checkpoint, data)
+    split, source, notes = checkpoint_split(checkpoint, data)
     net = network_from_checkpoint(checkpoint)
     task = checkpoint.meta["task"]
     n_classes = len(checkpoint.classes) if checkpoint.classes else None
@@ -61,20 +53,19 @@ def evaluation_report(path: Path, data: Path | None = None) -> EvaluationReport:
         **metrics,
     }
     result.update(output_metrics(task, outputs, targets, n_classes))
+    if notes:
+        result["notes"] = notes
     return EvaluationReport(result, outputs.astype(np.float64), targets, task, checkpoint.classes)
 
 
 def output_metrics(task: str, outputs: Array, targets: Array, n_classes: int | None) -> dict[str, Any]:
-    """ECE for classification; ROC AUC, average precision and the threshold table when binary."""
+    """ECE for classification; the threshold table when binary (ROC AUC and average precision are
+    among ``task_metrics``)."""
     if task != "classification":
         return {}
     confidence, correct = top_label(outputs, targets)
     found: dict[str, Any] = {"ece": reliability(confidence, correct).ece}
     if n_classes == 2:
         y, score = predicted_classes(targets), positive_scores(outputs)
-        if 0 < y.sum() < y.size:  # both classes present: the curves exist
-            fpr, tpr, _ = roc_curve(y, score)
-            found["roc_auc"] = area_under(fpr, tpr)
-            found["average_precision"] = average_precision(y, score)
         found["threshold_table"] = threshold_table(y, score)
     return found

@@ -412,18 +412,6 @@ def raw_rows(checkpoint: Checkpoint, path: Path, *, require_target: bool) -> Raw
     return RawRows(x, y, notes)
 
 
-def evaluate_checkpoint(path: Path, data: Path | None = None) -> dict[str, Any]:
-    checkpoint = load_checkpoint(path)
-    split, source, notes = checkpoint_split(checkpoint, data)
-    net = network_from_checkpoint(checkpoint)
-    task = checkpoint.meta["task"]
-    metrics = evaluate(net, split, task, len(checkpoint.classes) if checkpoint.classes else None)
-    result = {"checkpoint": str(path), "data": source, "task": task, "classes": checkpoint.classes, **metrics}
-    if notes:
-        result["notes"] = notes
-    return result
-
-
 def predict_table(
     path: Path, input_path: Path, threshold: float | None = None
 ) -> tuple[list[str], list[list[Any]]]:

@@ -17,7 +17,7 @@ sklearn_metrics = pytest.importorskip("sklearn.metrics")
 from sklearn.calibration import calibration_curve  # noqa: E402
 
 from nnctl.cli.plots import report_figures  # noqa: E402
-from nnctl.engine import curves  # noqa: E402
+from nnctl.engine import curves, metrics  # noqa: E402
 from nnctl.evaluation import evaluation_report  # noqa: E402
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -35,12 +35,12 @@ def test_curves_match_scikit_learn(seed: int) -> None:
     fpr, tpr, thresholds = curves.roc_curve(y, score)
     FPR, TPR, THRESHOLDS = sklearn_metrics.roc_curve(y, score, drop_intermediate=False)
     assert np.allclose(fpr, FPR) and np.allclose(tpr, TPR) and np.array_equal(thresholds[1:], THRESHOLDS[1:])
-    assert curves.area_under(fpr, tpr) == pytest.approx(sklearn_metrics.roc_auc_score(y, score), abs=1e-12)
+    assert metrics.roc_auc(score, y == 1) == pytest.approx(sklearn_metrics.roc_auc_score(y, score), abs=1e-12)
     precision, recall, cut = curves.precision_recall_curve(y, score)
     P, R, CUT = sklearn_metrics.precision_recall_curve(y, score)
     assert np.allclose(precision, P) and np.allclose(recall, R) and np.array_equal(cut, CUT)
     ap = sklearn_metrics.average_precision_score(y, score)
-    assert curves.average_precision(y, score) == pytest.approx(ap, abs=1e-12)
+    assert metrics.average_precision(score, y == 1) == pytest.approx(ap, abs=1e-12)
     for row in curves.threshold_table(y, score):
         called = score >= row["threshold"]
         assert row["precision"] == pytest.approx(sklearn_metrics.precision_score(y, called, zero_division=0))

@@ -30,7 +30,8 @@ from nnctl.checkpoint import load_checkpoint
 from nnctl.config import apply_override, load_config, validate_config
 from nnctl.data.load import load_table
 from nnctl.errors import CheckpointError, ConfigError, DataError, NnctlError
-from nnctl.workflows import evaluate_checkpoint, predict_table
+from nnctl.evaluation import evaluation_report
+from nnctl.workflows import predict_table
 
 REPO = Path(__file__).resolve().parents[1]
 IRIS = REPO / "datasets" / "iris.csv"
@@ -382,7 +383,7 @@ def _load_and_use(path: Path) -> None:
         return
     assert all(np.all(np.isfinite(w)) for w in checkpoint.weights + checkpoint.biases)
     outcome(lambda: predict_table(path, IRIS))
-    outcome(lambda: evaluate_checkpoint(path, IRIS))
+    outcome(lambda: evaluation_report(path, IRIS))
 
 
 @FUZZ

@@ -115,10 +115,10 @@ def refit_result(cv: CvPlan) -> dict[str, Any] | None:
     if trial.status != "done":
         info["error"] = trial.error
         return info
-    from nnctl.workflows import evaluate_checkpoint
+    from nnctl.evaluation import evaluation_report
 
     with contextlib.suppress(NnctlError):  # no test split (data.test = 0): nothing to report
-        result = evaluate_checkpoint(trial.folder / "best.npz")
+        result = evaluation_report(trial.folder / "best.npz").result
         info["test"] = {k: v for k, v in result.items() if isinstance(v, float)}
         info["test"]["samples"] = result["samples"]
     return info

@@ -322,7 +322,7 @@ def report_figures(report: Any) -> dict[str, Any]:
     tasks also ``roc`` and ``pr`` (the curves, their areas in the legend); regression: ``predicted``
     (predicted against true values) and ``residuals`` (residual against predicted value)."""
     from nnctl.engine import curves
-    from nnctl.engine.metrics import predicted_classes
+    from nnctl.engine.metrics import positive_scores, predicted_classes
 
     Figure = _figure_class()
     figures: dict[str, Any] = {}
@@ -339,7 +339,7 @@ def report_figures(report: Any) -> dict[str, Any]:
         _label(axes, "reliability diagram (top-label; rows per bin)", "mean confidence", "accuracy")
         figures["reliability"] = figure
         if report.binary and "roc_auc" in result:
-            y, score = predicted_classes(report.targets), curves.positive_scores(report.outputs)
+            y, score = predicted_classes(report.targets), positive_scores(report.outputs)
             fpr, tpr, _ = curves.roc_curve(y, score)
             figure, axes = _square(Figure)
             axes.plot([0, 1], [0, 1], ":", color="grey", label="chance")

@@ -20,13 +20,6 @@ TABLE_THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(1, 10))
 RELIABILITY_BINS = 10
 
 
-def positive_scores(outputs: Array) -> Array:
-    """P(positive class) per row: the one logistic output, or the second softmax column (with one
-    binary output the second class is the positive one)."""
-    outputs = np.asarray(outputs, dtype=np.float64)
-    return outputs[:, 0] if outputs.shape[1] == 1 else outputs[:, 1]
-
-
 def _ranked_counts(y: Array, score: Array) -> tuple[Array, Array, Array]:
     """Cumulative true and false positives at each distinct score, highest score first."""
     y = np.asarray(y).astype(bool)
@@ -59,17 +52,6 @@ def precision_recall_curve(y: Array, score: Array) -> tuple[Array, Array, Array]
     recall = tps / positives
     keep = slice(None, None, -1)  # from the lowest threshold up
     return np.r_[precision[keep], 1.0], np.r_[recall[keep], 0.0], thresholds[keep]
-
-
-def area_under(x: Array, y: Array) -> float:
-    """Trapezoidal area under a curve whose x is monotone (the ROC AUC from ``roc_curve``)."""
-    return float(abs(np.trapezoid(y, x)) if hasattr(np, "trapezoid") else abs(np.trapz(y, x)))
-
-
-def average_precision(y: Array, score: Array) -> float:
-    """AP = sum_n (R_n - R_{n-1}) P_n: precision at each threshold weighted by the recall it adds."""
-    precision, recall, _ = precision_recall_curve(y, score)
-    return float(-np.sum(np.diff(recall) * precision[:-1]))
 
 
 def threshold_table(y: Array, score: Array, thresholds: tuple[float, ...] = TABLE_THRESHOLDS) -> list[dict]:
