@@ -10,9 +10,11 @@ How a doc is read
   begin with ``error:``, the command must exit 2 and print that first error line.
 * Fenced ``yaml`` blocks: a complete config is validated with the real loader and checked against
   its data (``nnctl check``'s own function); a fragment (``training:``, ``schedule: ...``,
-  ``layers: ...``) is merged into ``configs/digits.yaml`` at the place its keys belong and checked the
-  same way; several lines with the same top-level key are alternatives, each checked alone. A block
-  whose first line is ``# file: PATH`` is written to PATH instead, for the commands below it.
+  ``layers: ...``) is merged into ``configs/digits.yaml`` (into the shipped config that reads the
+  same ``data.path`` when it names one) at the place its keys belong and checked the same way;
+  several lines with the same top-level key are alternatives, each checked alone. A block whose
+  first line is ``# file: PATH`` is written to PATH instead, for the commands below it; a block of
+  comments only (a schema line) is not a config.
 * Fenced ``python`` blocks run with this interpreter, after the commands above them.
 
 Speed: ``nnctl train`` and ``nnctl sweep`` get ``--set training.epochs=N`` appended, N from
@@ -22,7 +24,9 @@ Speed: ``nnctl train`` and ``nnctl sweep`` get ``--set training.epochs=N`` appen
 What does not run here, each reported as a skip with its reason: ``docker`` (CI's
 ``.ci/container.sh``), ``pip install``/``pip wheel`` and virtual environments (CI's ``.ci/wheel.sh``
 runs the wheel route), ``pytest`` (the suite itself), Dask cluster commands (``dask scheduler``,
-``dask worker``, ``--scheduler tcp://HOST...``: ``tests/test_sweep.py`` runs a real cluster), and
+``dask worker``, ``--scheduler tcp://HOST...`` or ``tls://HOST...``: ``tests/test_sweep.py`` and
+``tests/test_tls.py`` run a real cluster), servers that run until stopped (``nnctl serve``, ``mlflow ui``:
+``tests/test_serve.py`` starts one on 127.0.0.1), and
 commands that need an optional extra that is not installed (matplotlib, distributed, onnx, onnxruntime,
 fastapi, mlflow: see ``EXTRAS``).
 
@@ -61,7 +65,8 @@ NOT_RUN = [
     (r"^python3? -m venv\b", "creates a virtual environment (CI: .ci/run, .ci/wheel.sh)"),
     (r"^pytest\b", "the test suite itself"),
     (r"^dask (scheduler|worker)\b", "starts a Dask server (tests/test_sweep.py runs a real cluster)"),
-    (r"--scheduler tcp://", "needs the Dask cluster of the doc (tests/test_sweep.py runs one)"),
+    (r"--scheduler (tcp|tls)://", "needs the Dask cluster of the doc (tests/test_sweep.py and "
+     "tests/test_tls.py run one)"),
     (r"^(nnctl serve|mlflow (ui|server)|uvicorn)\b", "starts a server that runs until stopped (its own tests "
      "start one on 127.0.0.1)"),
     (r"^curl\b", "talks to a server started above"),
@@ -197,8 +202,8 @@ def steps_of(doc: Path) -> list[Step]:
             ]
         elif language == "console":
             found = console_steps(doc, lines, start)
-        elif language in ("yaml", "yml"):
-            found = [yaml_step(doc, start, lines)]
+        elif language in ("yaml", "yml"):  # a block of comments only (a schema line) is not a config
+            found = [yaml_step(doc, start, lines)] if has_content(lines) else []
         elif language == "python":
             found = [Step(doc, start, "python", "\n".join(lines))]
         else:
@@ -208,6 +213,10 @@ def steps_of(doc: Path) -> list[Step]:
                 step.skip = f"block marked in the doc: {block_marker[1] or '(no reason given)'}"
         steps.extend(found)
     return steps
+
+
+def has_content(lines: list[str]) -> bool:
+    return any(line.strip() and not line.strip().startswith("#") for line in lines)
 
 
 def console_steps(doc: Path, lines: list[str], start: int) -> list[Step]:
@@ -333,11 +342,21 @@ def deep_update(target: dict, changes: dict) -> None:
             target[key] = value
 
 
+def base_for(fragment: dict) -> dict:
+    """The shipped config that reads the data the fragment names (``data.path``), so that its
+    model fits that data; ``configs/digits.yaml`` otherwise."""
+    path = (fragment.get("data") or {}).get("path") if isinstance(fragment.get("data"), dict) else None
+    for config in sorted(BASE_CONFIG.parent.glob("*.yaml")):
+        raw = yaml.safe_load(config.read_text(encoding="utf-8"))
+        if path and isinstance(raw.get("data"), dict) and raw["data"].get("path") == path:
+            return raw
+    return yaml.safe_load(BASE_CONFIG.read_text(encoding="utf-8"))
+
+
 def merged_into_base(fragment: dict, where: str) -> dict:
     from nnctl.config import Config
 
-    base = yaml.safe_load(BASE_CONFIG.read_text(encoding="utf-8"))
-    base["data"]["path"] = "../datasets/digits.csv"
+    base = base_for(fragment)
     sections = {
         "": set(Config.model_fields),
         "training": set(Config.model_fields["training"].annotation.model_fields),
@@ -437,13 +456,17 @@ def inline_code(text: str) -> list[str]:
 
 def resolves(dotted: str) -> bool:
     """``network.Network.backward`` (module in nnctl.engine, then attributes), ``Softmax.jacobian``
-    (a class of any engine module), or a field of a dataclass or Pydantic model."""
+    (a class of any engine module), a field of a dataclass or Pydantic model,
+    ``training.prepare.resolve_class_weights`` (a module of another nnctl package), a config key
+    (``training.class_weight``) or a checkpoint meta key that nnctl writes (``meta.class_weights``)."""
     import importlib
     import pkgutil
 
     import nnctl.engine
 
     parts = dotted.split(".")
+    if is_config_key(parts) or is_meta_key_written(parts) or resolves_in_package(parts):
+        return True
     candidates = []
     with_module = importlib.util.find_spec(f"nnctl.engine.{parts[0]}") is not None
     if with_module:
@@ -465,6 +488,44 @@ def resolves(dotted: str) -> bool:
         else:
             return True
     return False
+
+
+def is_config_key(parts: list[str]) -> bool:
+    from pydantic import BaseModel
+
+    from nnctl.config import Config
+
+    model: object = Config
+    for name in parts:
+        fields = getattr(model, "model_fields", None) if isinstance(model, type) else None
+        if not fields or name not in fields:
+            return False
+        annotation = fields[name].annotation
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return True
+
+
+def is_meta_key_written(parts: list[str]) -> bool:
+    if len(parts) != 2 or parts[0] != "meta":
+        return False
+    written = f'meta["{parts[1]}"]'
+    return any(written in path.read_text(encoding="utf-8") for path in (REPO / "nnctl").rglob("*.py"))
+
+
+def resolves_in_package(parts: list[str]) -> bool:
+    """``PACKAGE.MODULE.NAME...`` for an nnctl package other than the engine."""
+    import importlib
+
+    if len(parts) < 3 or parts[0] == "engine" or not (REPO / "nnctl" / parts[0] / "__init__.py").exists():
+        return False
+    if importlib.util.find_spec(f"nnctl.{parts[0]}.{parts[1]}") is None:
+        return False
+    obj: object = importlib.import_module(f"nnctl.{parts[0]}.{parts[1]}")
+    for name in parts[2:]:
+        if not hasattr(obj, name):
+            return False
+        obj = getattr(obj, name)
+    return True
 
 
 def whole_expression_in(code: str, line: str) -> bool:
