@@ -27,8 +27,8 @@ runs the wheel route), ``pytest`` (the suite itself), Dask cluster commands (``d
 ``dask worker``, ``--scheduler tcp://HOST...`` or ``tls://HOST...``: ``tests/test_sweep.py`` and
 ``tests/test_tls.py`` run a real cluster), servers that run until stopped (``nnctl serve``, ``mlflow ui``:
 ``tests/test_serve.py`` starts one on 127.0.0.1), and
-commands that need an optional extra that is not installed (matplotlib, distributed, onnx, onnxruntime,
-fastapi, mlflow: see ``EXTRAS``).
+commands and Python examples that need an optional extra that is not installed (matplotlib, distributed,
+onnx, onnxruntime, fastapi, mlflow: see ``EXTRAS``).
 
 Opting out: a comment ``# doc-test: skip REASON`` on a command line skips that command; as a line of
 its own in a block it skips the whole block. ``# doc-test: exit N`` on a command line expects exit N.
@@ -275,6 +275,13 @@ def reason_not_to_run(command: str) -> str | None:
     return None
 
 
+def missing_extras_imported(code: str) -> list[str]:
+    """The optional-extra modules a Python example imports that are not installed."""
+    imported = set(re.findall(r"^\s*(?:import|from)\s+(\w+)", code, flags=re.MULTILINE))
+    extras = {module for _, module in EXTRAS}
+    return sorted(m for m in imported & extras if importlib.util.find_spec(m) is None)
+
+
 def runnable_rest(command: str, segment: str) -> bool:
     """``pip install -e . && nnctl train ...``: the part after the install still runs."""
     rest = [part for part in re.split(r"\s*&&\s*", command) if part.strip() != segment.strip()]
@@ -388,6 +395,9 @@ def test_doc_example(step: Step, workspaces: dict[Path, Workspace], tmp_path_fac
         check_yaml(step.text, step.id, space.root)
         return
     if step.kind == "python":
+        missing = missing_extras_imported(step.text)
+        if missing:
+            pytest.skip(f"imports {', '.join(missing)} (an optional extra), which is not installed")
         proc = subprocess.run(
             [sys.executable, "-c", step.text], cwd=space.root, capture_output=True, text=True, timeout=120
         )
@@ -440,6 +450,15 @@ def test_markers_and_rules() -> None:
     assert reason_not_to_run("pip install -e '.[test]' && pytest") is not None
     assert reason_not_to_run("nnctl serve runs/x/best.npz --port 8000") is not None
     assert {"train", "sweep"} <= set(training_commands())
+    assert missing_extras_imported("import numpy as np\nimport yaml") == []  # installed, or not an extra
+    EXTRAS.append((r"^never$", "nnctl_absent_extra"))
+    try:  # an example importing an extra that is missing is a visible skip, not a failure or a pass
+        assert missing_extras_imported("import numpy\nfrom nnctl_absent_extra import x") == [
+            "nnctl_absent_extra"
+        ]
+        assert missing_extras_imported("import nnctl_absent_other") == []  # not an extra: it runs (and fails)
+    finally:
+        EXTRAS.pop()
     steps = console_steps(doc, ["$ nnctl train bad.yaml", "error: bad.yaml: no such config file"], 1)
     assert steps[0].expect == 2 and steps[0].expect_error == "error: bad.yaml: no such config file"
 
