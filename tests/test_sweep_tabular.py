@@ -214,3 +214,26 @@ def test_run_writer_stores_the_same_run_in_a_folder_and_in_memory(tmp_path: Path
 def test_run_writer_needs_a_folder_or_a_storage() -> None:
     with pytest.raises(TypeError, match="folder or a storage"):
         RunWriter()
+
+
+def test_sweep_and_cv_say_what_reading_did_to_the_table(tmp_path: Path) -> None:
+    lines = PENGUINS_CSV.read_text(encoding="utf-8").splitlines()
+    header = lines[0].split(",")
+    species = header.index("species")
+    first = lines[1].split(",")
+    first[species] = "NA"  # one row without a target
+    rows = [",".join(first), *lines[2:]]
+    table = tmp_path / "indexed.csv"  # as pandas' to_csv writes it: an unnamed row-index column first
+    table.write_text("\n".join(["," + lines[0], *(f"{i},{row}" for i, row in enumerate(rows))]) + "\n")
+    config = yaml.safe_load(PENGUINS.read_text())
+    config["data"]["path"] = str(table)
+    config["training"]["epochs"] = 1
+    path = tmp_path / "indexed.yaml"
+    path.write_text(yaml.safe_dump(config))
+    grid = f"training.learning_rate={LRS}"
+    for args in (("sweep", path, "--grid", grid), ("cv", path, "--folds", 2)):
+        outcome = invoke(*args, "--jobs", 1, "--out", tmp_path / args[0])
+        assert outcome.code == 0, outcome.output
+        assert outcome.stdout.count("note: ") == 2, outcome.stdout
+        assert "the first column has no name" in outcome.stdout
+        assert "dropped 1 row whose target is missing (species)" in outcome.stdout

@@ -97,12 +97,12 @@ def build_cv_plan(config_path: Path, k: int, overrides: Sequence[str], refit: bo
         refit_trial = _trial(k + 1, REFIT, refit_config_raw(base_raw), base, f"{source} (refit)")
     trials = [*folds, *([refit_trial] if refit_trial else [])]
     loaded = load_tables(trials, base_path.parent)
+    plan = Plan(base, base_path, trials, ship_tables(loaded), "val_loss", False, base.seed)
     for trial in (folds[0], *([refit_trial] if refit_trial else [])):
         try:  # the data checks (task, output units, sizes, class weights, enough rows for k folds)
-            prepare_loaded(trial.config, loaded[trial.table_key])
+            plan.remember(prepare_loaded(trial.config, loaded[trial.table_key]))
         except NnctlError as exc:
             raise type(exc)(f"{trial.name}: {exc.message}", hint=exc.hint) from None
-    plan = Plan(base, base_path, trials, ship_tables(loaded), "val_loss", False, base.seed)
     return CvPlan(plan, k, folds, refit_trial)
 
 

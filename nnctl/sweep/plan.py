@@ -8,7 +8,7 @@ import hashlib
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from nnctl.sweep.spec import (
     sample_assignments,
 )
 from nnctl.training.monitor import best_epoch_monitor, check_monitor
-from nnctl.training.prepare import load_data, prepare_loaded, resolve_data_path
+from nnctl.training.prepare import Prepared, load_data, prepare_loaded, resolve_data_path
 
 _ABBREVIATIONS = {
     "learning_rate": "lr",
@@ -96,6 +96,13 @@ class Plan:
     maximize: bool
     seed: int
     duplicates: int = 0
+    notes: list[str] = field(default_factory=list)  # what reading did to the data (rows dropped, ...)
+    warnings: list[str] = field(default_factory=list)  # what looks wrong with them (an ID column, ...)
+
+    def remember(self, prepared: Prepared) -> None:
+        """Keep a prepared setup's notes and warnings (each once), for the display."""
+        self.notes.extend(n for n in prepared.notes if n not in self.notes)
+        self.warnings.extend(w for w in prepared.warnings if w not in self.warnings)
 
 
 def _compact(value: Any) -> str:
@@ -174,9 +181,9 @@ def build_plan(
         config = config.model_copy(update={"name": f"{base.name}-{name}"})
         trials.append(Trial(index, name, trial_id, pairs, config, ""))
     loaded = load_tables(trials, base_path.parent)
-    chosen = monitor or spec.monitor
-    chosen, maximize = _check_trials(trials, loaded, chosen)
-    return Plan(base, base_path, trials, ship_tables(loaded), chosen, maximize, sweep_seed, duplicates)
+    plan = Plan(base, base_path, trials, ship_tables(loaded), "", False, sweep_seed, duplicates)
+    plan.monitor, plan.maximize = _check_trials(plan, loaded, monitor or spec.monitor)
+    return plan
 
 
 def _labels(dimensions: Sequence[Dimension]) -> dict[str, str]:
@@ -251,9 +258,11 @@ def ship_tables(tables: dict[str, TrialData]) -> dict[str, TrialData]:
     return shipped
 
 
-def _check_trials(trials: list[Trial], tables: dict[str, TrialData], monitor: str | None) -> tuple[str, bool]:
+def _check_trials(plan: Plan, tables: dict[str, TrialData], monitor: str | None) -> tuple[str, bool]:
     """The checks that need the data (task, output units, sizes, class weights, monitor), each distinct
-    setup prepared once as ``nnctl train`` prepares it."""
+    setup prepared once as ``nnctl train`` prepares it (``tables`` as read: messages keep the file's
+    line numbers); the setups' notes and warnings go to ``plan``."""
+    trials = plan.trials
     setups: dict[str, tuple[str, bool, int]] = {}  # setup -> (task, has a validation split, inputs)
     if monitor is None:
         monitor = "val_loss" if all(t.config.data.validation > 0 for t in trials) else "train_loss"
@@ -271,6 +280,7 @@ def _check_trials(trials: list[Trial], tables: dict[str, TrialData], monitor: st
         try:
             if setup not in setups:
                 prepared = prepare_loaded(config, tables[trial.table_key])
+                plan.remember(prepared)
                 setups[setup] = (prepared.task, prepared.validation is not None, len(prepared.feature_names))
             task, validated, inputs = setups[setup]
             check_parameter_budget(config, inputs)
