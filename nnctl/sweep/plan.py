@@ -245,14 +245,16 @@ class DataRowLocator:
 
 def ship_tables(tables: dict[str, TrialData]) -> dict[str, TrialData]:
     """The data as the workers get them: sources made absolute, so workers anywhere record a usable
-    path. A raw table's cell locator (a closure over the file's bytes, which pickle cannot carry)
-    becomes a ``DataRowLocator``: the client has already prepared every distinct setup with the
-    file's own line numbers, so a worker's preparation does not fail on a cell."""
+    path. Of a raw table, the selected feature columns and targets travel; the file's every column
+    (only reading looks at them) stays here, and its cell locator (a closure over the file's bytes,
+    which pickle cannot carry) becomes a ``DataRowLocator``: the client has already prepared every
+    distinct setup with the file's own line numbers, so a worker's preparation does not fail on a cell."""
     shipped: dict[str, TrialData] = {}
     for key, data in tables.items():
         source = data.source if data.source.startswith("builtin:") else str(Path(data.source).resolve())
         if isinstance(data, TabularData):
-            shipped[key] = replace(data, raw=replace(data.raw, source=source, locator=DataRowLocator(source)))
+            raw = replace(data.raw, source=source, columns=[], locator=DataRowLocator(source))
+            shipped[key] = replace(data, raw=raw)
         else:
             shipped[key] = replace(data, source=source)
     return shipped
