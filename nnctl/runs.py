@@ -13,7 +13,7 @@ import io
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -197,28 +197,83 @@ def _cell(value: Any) -> Any:
     return repr(float(value)) if isinstance(value, float) else value
 
 
-class RunWriter(Callback):
-    """Writes the run folder as training goes: checkpoints, history, resolved config.
+class RunStorage(Protocol):
+    """Where a ``RunWriter`` puts what it keeps: ``FolderStorage`` writes the run folder's files;
+    a sweep's worker keeps them in memory and sends them back to its client."""
 
-    Short epochs would spend their time in fsync, so files are flushed at most every
+    def save_checkpoint(self, which: str, checkpoint: Checkpoint) -> None:
+        """Store ``checkpoint`` as ``which``: ``"last"`` or ``"best"``."""
+        ...
+
+    def save_history(self, rows: list[dict[str, Any]]) -> None: ...
+
+    def save_config(self, text: str) -> None:
+        """The resolved config as YAML text."""
+        ...
+
+
+class FolderStorage:
+    """The run folder's files, each replaced atomically; ``written`` lists them in order of first write."""
+
+    def __init__(self, folder: RunFolder) -> None:
+        self.folder = folder
+        self.written: list[Path] = []
+
+    def save_checkpoint(self, which: str, checkpoint: Checkpoint) -> None:
+        path = {"last": self.folder.last, "best": self.folder.best}[which]
+        save_checkpoint(path, checkpoint)
+        self._note(path)
+
+    def save_history(self, rows: list[dict[str, Any]]) -> None:
+        atomic_write_text(self.folder.history, history_csv(rows))
+        self._note(self.folder.history)
+
+    def save_config(self, text: str) -> None:
+        atomic_write_text(self.folder.config, text)
+        self._note(self.folder.config)
+
+    def _note(self, path: Path) -> None:
+        if path not in self.written:
+            self.written.append(path)
+
+
+class RunWriter(Callback):
+    """Chooses what a run keeps as training goes: the last and best checkpoints, the history, the
+    resolved config; ``storage`` keeps them (by default ``FolderStorage(folder)``: the run folder).
+
+    Short epochs would spend their time in fsync, so what is pending is stored at most every
     ``flush_seconds``, and always after the final epoch, on an interrupt and on a failure
-    (where ``last.npz`` is the last epoch that finished with finite weights).
+    (where ``last`` is the last epoch that finished with finite weights).
     """
 
     def __init__(
-        self, folder: RunFolder, earlier_rows: list[dict[str, Any]] | None = None, flush_seconds: float = 5.0
+        self,
+        folder: RunFolder | None = None,
+        earlier_rows: list[dict[str, Any]] | None = None,
+        flush_seconds: float = 5.0,
+        *,
+        storage: RunStorage | None = None,
     ) -> None:
+        if storage is None:
+            if folder is None:
+                raise TypeError("RunWriter needs a run folder or a storage")
+            storage = FolderStorage(folder)
         self.folder = folder
+        self.storage = storage
         self.rows: list[dict[str, Any]] = list(earlier_rows or [])
-        self.written: list[Path] = []
         self.flush_seconds = flush_seconds
         self.pending_last: Checkpoint | None = None
-        self.pending_best: Checkpoint | None = None
+        self.pending_best: Checkpoint | None = None  # set it to start a run with an earlier best
         self.last_flush = time.monotonic()
         self.resolved_config: str | None = None
 
+    @property
+    def written(self) -> list[Path]:
+        """The files written so far (none when the storage is not a folder)."""
+        return list(getattr(self.storage, "written", []))
+
     def on_train_start(self, trainer: Trainer) -> None:
-        # Written with the first checkpoint (in flush), so a run that fails before finishing an
+        # Stored with the first checkpoint (in flush), so a run that fails before finishing an
         # epoch leaves an earlier run's files in this folder exactly as they were.
         self.resolved_config = yaml.safe_dump(trainer.config.model_dump(mode="json"), sort_keys=False)
 
@@ -235,35 +290,25 @@ class RunWriter(Callback):
 
     def on_interrupt(self, trainer: Trainer) -> None:
         self.flush()
-        self._save(self.folder.last, make_checkpoint(trainer))
-        self._write_config_once()
-
-    def _write_config_once(self) -> None:
-        if self.resolved_config is not None:
-            atomic_write_text(self.folder.config, self.resolved_config)
-            self._note(self.folder.config)
-            self.resolved_config = None
+        self.storage.save_checkpoint("last", make_checkpoint(trainer))  # mid-epoch: resume continues it
+        self._store_config_once()
 
     def on_failure(self, trainer: Trainer) -> None:
         self.flush()
 
     def flush(self) -> None:
-        """Write what is pending: last.npz, best.npz, history.csv."""
+        """Store what is pending: the best and last checkpoints, then the history."""
         if self.pending_best is not None:
-            self._save(self.folder.best, self.pending_best)
+            self.storage.save_checkpoint("best", self.pending_best)
         if self.pending_last is not None:
-            self._save(self.folder.last, self.pending_last)
+            self.storage.save_checkpoint("last", self.pending_last)
         if self.pending_last is not None or self.pending_best is not None:
-            atomic_write_text(self.folder.history, history_csv(self.rows))
-            self._note(self.folder.history)
-            self._write_config_once()
+            self.storage.save_history(self.rows)
+            self._store_config_once()
         self.pending_last = self.pending_best = None
         self.last_flush = time.monotonic()
 
-    def _save(self, path: Path, checkpoint: Checkpoint) -> None:
-        save_checkpoint(path, checkpoint)
-        self._note(path)
-
-    def _note(self, path: Path) -> None:
-        if path not in self.written:
-            self.written.append(path)
+    def _store_config_once(self) -> None:
+        if self.resolved_config is not None:
+            self.storage.save_config(self.resolved_config)
+            self.resolved_config = None

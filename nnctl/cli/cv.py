@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from nnctl.cli.sweep import Display, Observers, _escape
+from nnctl.cli.sweep import Display, Observers, _escape, print_data_notes
 from nnctl.errors import NnctlError
 from nnctl.sweep.cv import CvPlan, CvSummary, build_cv_plan, check_folds, summarize, write_cv
 from nnctl.sweep.executors import check_executor_options, one_blas_thread_env, open_executor
@@ -68,6 +68,7 @@ def cv_main(
             f"[bold]cv {_escape(plan.base.name or '')}[/]: {folds} folds{refit_note}{done}, "
             f"{_escape(where)} -> {_escape(str(out))}"
         )
+        print_data_notes(display, plan)
         if executor is not None:
             runner = Runner(
                 plan, executor, out, retries, display if tracker is None else Observers(display, tracker)

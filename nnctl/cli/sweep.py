@@ -274,6 +274,7 @@ def _run_sweep(
             + (f" ({', '.join(notes)})" if notes else "")
             + f", {_escape(where)} -> {_escape(str(out))}; ranking by {plan.monitor} ({direction} is better)"
         )
+        print_data_notes(display, plan)
         if executor is not None:
             observer = display if tracker is None else Observers(display, tracker)
             runner = Runner(run_plan, executor, out, retries, observer)
@@ -296,6 +297,14 @@ def _run_sweep(
         if executor is not None:
             executor.close()
     return display
+
+
+def print_data_notes(display: Display, plan: Plan) -> None:
+    """What reading did to the data and what looks wrong with them, as ``nnctl train`` says it."""
+    for note in plan.notes:
+        display.print(f"note: {_escape(note)}")
+    for warning in plan.warnings:
+        display.print(f"[yellow]warning:[/] {_escape(warning)}")
 
 
 def _finish_sweep(plan: Plan, out: Path, quiet: bool, console: Any, display: Display, tracker: Any) -> int:

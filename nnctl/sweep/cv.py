@@ -26,9 +26,9 @@ from typing import Any
 from nnctl.config import Config, apply_override, validate_config
 from nnctl.errors import NnctlError
 from nnctl.files import atomic_write_text
-from nnctl.sweep.plan import Plan, Trial, _load_tables, config_hash, read_spec
+from nnctl.sweep.plan import Plan, Trial, config_hash, load_tables, read_spec, ship_tables
 from nnctl.sweep.store import _read_history, find_finished
-from nnctl.training.prepare import prepare_table
+from nnctl.training.prepare import prepare_loaded
 
 MAX_FOLDS = 1000
 REFIT = "refit"
@@ -96,13 +96,13 @@ def build_cv_plan(config_path: Path, k: int, overrides: Sequence[str], refit: bo
     if refit:
         refit_trial = _trial(k + 1, REFIT, refit_config_raw(base_raw), base, f"{source} (refit)")
     trials = [*folds, *([refit_trial] if refit_trial else [])]
-    tables = _load_tables(trials, base_path.parent)
+    loaded = load_tables(trials, base_path.parent)
+    plan = Plan(base, base_path, trials, ship_tables(loaded), "val_loss", False, base.seed)
     for trial in (folds[0], *([refit_trial] if refit_trial else [])):
-        try:  # the data checks (task, output units, sizes, enough rows for k folds)
-            prepare_table(trial.config, tables[trial.table_key])
+        try:  # the data checks (task, output units, sizes, class weights, enough rows for k folds)
+            plan.remember(prepare_loaded(trial.config, loaded[trial.table_key]))
         except NnctlError as exc:
             raise type(exc)(f"{trial.name}: {exc.message}", hint=exc.hint) from None
-    plan = Plan(base, base_path, trials, tables, "val_loss", False, base.seed)
     return CvPlan(plan, k, folds, refit_trial)
 
 

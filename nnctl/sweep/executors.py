@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from nnctl import __version__
-from nnctl.data.table import Table
 from nnctl.errors import NnctlError
+from nnctl.sweep.plan import TrialData
 from nnctl.sweep.worker import (
     BLAS_ENV,
     TrialCallbacks,
@@ -31,7 +31,7 @@ class LocalPool:
     breaks_all = True  # one dead process breaks the whole pool
 
     def __init__(
-        self, jobs: int, tables: dict[str, Table], trial_callbacks: TrialCallbacks | None = None
+        self, jobs: int, tables: dict[str, TrialData], trial_callbacks: TrialCallbacks | None = None
     ) -> None:
         import multiprocessing
 
@@ -97,7 +97,7 @@ class DaskExecutor:
 
     def __init__(
         self,
-        tables: dict[str, Table],
+        tables: dict[str, TrialData],
         scheduler: str | None,
         local_workers: int | None,
         trial_callbacks: TrialCallbacks | None = None,
@@ -287,7 +287,7 @@ def check_executor_options(jobs: int | None, scheduler: str | None, dask_local: 
 
 
 def open_executor(
-    tables: dict[str, Table],
+    tables: dict[str, TrialData],
     tasks: int,
     *,
     jobs: int | None = None,

@@ -8,7 +8,7 @@ import hashlib
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,8 @@ from nnctl.config import (
     read_composed_config,
     validate_config,
 )
-from nnctl.data.load import load_table
 from nnctl.data.table import Table
+from nnctl.data.tabular import TabularData
 from nnctl.engine.metrics import higher_is_better
 from nnctl.errors import ConfigError, NnctlError
 from nnctl.sweep.spec import (
@@ -32,7 +32,7 @@ from nnctl.sweep.spec import (
     sample_assignments,
 )
 from nnctl.training.monitor import best_epoch_monitor, check_monitor
-from nnctl.training.prepare import prepare_table, resolve_data_path
+from nnctl.training.prepare import Prepared, load_data, prepare_loaded, resolve_data_path
 
 _ABBREVIATIONS = {
     "learning_rate": "lr",
@@ -50,6 +50,13 @@ _ABBREVIATIONS = {
     "normalize": "norm",
     "layers": "layers",
 }
+
+#: Data settings that only choose rows or scale features once the data are read: trials that differ
+#: in nothing else share one read. Every other data setting (a new one too) gets its own read.
+_SPLIT_SETTINGS = {"validation", "test", "folds", "normalize", "shuffle", "task", "mmap"}
+
+#: The data as ``load_data`` reads them (``nnctl train``'s reader): a raw table or numeric arrays.
+TrialData = Table | TabularData
 
 
 @dataclass
@@ -84,11 +91,18 @@ class Plan:
     base: Config
     base_path: Path
     trials: list[Trial]
-    tables: dict[str, Table]
+    tables: dict[str, TrialData]  # by Trial.table_key, as shipped to the workers (``ship_tables``)
     monitor: str
     maximize: bool
     seed: int
     duplicates: int = 0
+    notes: list[str] = field(default_factory=list)  # what reading did to the data (rows dropped, ...)
+    warnings: list[str] = field(default_factory=list)  # what looks wrong with them (an ID column, ...)
+
+    def remember(self, prepared: Prepared) -> None:
+        """Keep a prepared setup's notes and warnings (each once), for the display."""
+        self.notes.extend(n for n in prepared.notes if n not in self.notes)
+        self.warnings.extend(w for w in prepared.warnings if w not in self.warnings)
 
 
 def _compact(value: Any) -> str:
@@ -166,10 +180,10 @@ def build_plan(
         name = name[:80]
         config = config.model_copy(update={"name": f"{base.name}-{name}"})
         trials.append(Trial(index, name, trial_id, pairs, config, ""))
-    tables = _load_tables(trials, base_path.parent)
-    chosen = monitor or spec.monitor
-    chosen, maximize = _check_trials(trials, tables, chosen)
-    return Plan(base, base_path, trials, tables, chosen, maximize, sweep_seed, duplicates)
+    loaded = load_tables(trials, base_path.parent)
+    plan = Plan(base, base_path, trials, ship_tables(loaded), "", False, sweep_seed, duplicates)
+    plan.monitor, plan.maximize = _check_trials(plan, loaded, monitor or spec.monitor)
+    return plan
 
 
 def _labels(dimensions: Sequence[Dimension]) -> dict[str, str]:
@@ -202,26 +216,56 @@ def _label_value(value: Any) -> str:
 
 
 def _table_key(config: Config, config_dir: Path) -> str:
-    return json.dumps([resolve_data_path(config, config_dir), config.data.target])
+    """The file and every setting its reading depends on (features, columns, missing values, ...)."""
+    reading = config.data.model_dump(mode="json", exclude=_SPLIT_SETTINGS)
+    reading["path"] = resolve_data_path(config, config_dir)
+    return json.dumps(reading, sort_keys=True)
 
 
-def _load_tables(trials: list[Trial], config_dir: Path) -> dict[str, Table]:
-    """Each distinct data file once; sources made absolute so workers anywhere record a usable path."""
-    tables: dict[str, Table] = {}
+def load_tables(trials: list[Trial], config_dir: Path) -> dict[str, TrialData]:
+    """Each distinct data read once, as ``nnctl train`` reads it (held in memory: workers get a copy)."""
+    tables: dict[str, TrialData] = {}
     for trial in trials:
         key = _table_key(trial.config, config_dir)
         trial.table_key = key
         if key not in tables:
-            table = load_table(resolve_data_path(trial.config, config_dir), trial.config.data.target)
-            if not table.source.startswith("builtin:"):
-                table = replace(table, source=str(Path(table.source).resolve()))
-            tables[key] = table
+            tables[key] = load_data(trial.config, config_dir, mmap=False)
     return tables
 
 
-def _check_trials(trials: list[Trial], tables: dict[str, Table], monitor: str | None) -> tuple[str, bool]:
-    """The checks that need the data (task, output units, sizes, monitor), once per distinct setup."""
-    setups: dict[str, tuple[str, bool]] = {}  # setup -> (task, has a validation split)
+@dataclass(frozen=True)
+class DataRowLocator:
+    """Names a raw table's row by its number among the data rows: a locator that pickles."""
+
+    source: str
+
+    def __call__(self, row: int) -> str:
+        return f"{self.source}: data row {row + 1}"
+
+
+def ship_tables(tables: dict[str, TrialData]) -> dict[str, TrialData]:
+    """The data as the workers get them: sources made absolute, so workers anywhere record a usable
+    path. Of a raw table, the selected feature columns and targets travel; the file's every column
+    (only reading looks at them) stays here, and its cell locator (a closure over the file's bytes,
+    which pickle cannot carry) becomes a ``DataRowLocator``: the client has already prepared every
+    distinct setup with the file's own line numbers, so a worker's preparation does not fail on a cell."""
+    shipped: dict[str, TrialData] = {}
+    for key, data in tables.items():
+        source = data.source if data.source.startswith("builtin:") else str(Path(data.source).resolve())
+        if isinstance(data, TabularData):
+            raw = replace(data.raw, source=source, columns=[], locator=DataRowLocator(source))
+            shipped[key] = replace(data, raw=raw)
+        else:
+            shipped[key] = replace(data, source=source)
+    return shipped
+
+
+def _check_trials(plan: Plan, tables: dict[str, TrialData], monitor: str | None) -> tuple[str, bool]:
+    """The checks that need the data (task, output units, sizes, class weights, monitor), each distinct
+    setup prepared once as ``nnctl train`` prepares it (``tables`` as read: messages keep the file's
+    line numbers); the setups' notes and warnings go to ``plan``."""
+    trials = plan.trials
+    setups: dict[str, tuple[str, bool, int]] = {}  # setup -> (task, has a validation split, inputs)
     if monitor is None:
         monitor = "val_loss" if all(t.config.data.validation > 0 for t in trials) else "train_loss"
     for trial in trials:
@@ -230,18 +274,20 @@ def _check_trials(trials: list[Trial], tables: dict[str, Table], monitor: str | 
             [
                 trial.table_key,
                 config.model_dump(mode="json", include={"data", "seed", "dtype", "cost"}),
+                config.training.model_dump(mode="json", include={"class_weight"}),
                 config.model.layers[-1].model_dump(mode="json"),
             ],
             sort_keys=True,
         )
-        table = tables[trial.table_key]
         try:
             if setup not in setups:
-                prepared = prepare_table(config, table)
-                setups[setup] = (prepared.task, prepared.validation is not None)
-            check_parameter_budget(config, table.x.shape[1])
-            best_epoch_monitor(config, *setups[setup])
-            check_monitor("--monitor", monitor, *setups[setup])
+                prepared = prepare_loaded(config, tables[trial.table_key])
+                plan.remember(prepared)
+                setups[setup] = (prepared.task, prepared.validation is not None, len(prepared.feature_names))
+            task, validated, inputs = setups[setup]
+            check_parameter_budget(config, inputs)
+            best_epoch_monitor(config, task, validated)
+            check_monitor("--monitor", monitor, task, validated)
         except NnctlError as exc:
             raise type(exc)(f"sweep trial {trial.name}: {exc.message}", hint=exc.hint) from None
     return monitor, higher_is_better(monitor)

@@ -19,14 +19,13 @@ import numpy as np
 
 from nnctl import __version__
 from nnctl.checkpoint import Checkpoint
-from nnctl.config import (
-    validate_config,
-)
+from nnctl.config import validate_config
 from nnctl.data.table import Table
+from nnctl.data.tabular import TabularData
 from nnctl.errors import NnctlError
-from nnctl.runs import RunFolder, RunWriter
+from nnctl.runs import RunWriter
 from nnctl.training.loop import Callback, Trainer
-from nnctl.training.prepare import build_network, prepare_table
+from nnctl.training.prepare import build_network, prepare_loaded
 
 BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
 
@@ -56,26 +55,25 @@ class TrialOutcome:
     worker: str
 
 
-class _MemoryWriter(RunWriter):
-    """``RunWriter``'s choice of last/best checkpoints and history rows, kept in memory."""
+class MemoryStorage:
+    """A ``RunStorage`` for a trial on a worker: the last and best checkpoints kept in memory (the
+    writer's rows are the history), sent back to the client, which writes the trial's folder."""
 
     def __init__(self) -> None:
-        super().__init__(RunFolder("."), flush_seconds=math.inf)
         self.last: Checkpoint | None = None
         self.best: Checkpoint | None = None
 
-    def on_train_start(self, trainer: Trainer) -> None:
-        pass
+    def save_checkpoint(self, which: str, checkpoint: Checkpoint) -> None:
+        if which == "last":
+            self.last = checkpoint
+        else:
+            self.best = checkpoint
 
-    def on_interrupt(self, trainer: Trainer) -> None:
-        self.flush()
+    def save_history(self, rows: list[dict[str, Any]]) -> None:
+        pass  # RunWriter.rows is the history
 
-    def flush(self) -> None:
-        if self.pending_best is not None:
-            self.best = self.pending_best
-        if self.pending_last is not None:
-            self.last = self.pending_last
-        self.pending_last = self.pending_best = None
+    def save_config(self, text: str) -> None:
+        pass  # the client writes the trial's config.yaml
 
 
 _BLAS_PINNED = False
@@ -92,16 +90,21 @@ def _pin_blas() -> None:
     _BLAS_PINNED = True
 
 
-def run_trial(task: TrialTask, table: Table, trial_callbacks: TrialCallbacks | None = None) -> TrialOutcome:
-    """Train one trial in this process; never raises for a failing trial (the outcome says so)."""
+def run_trial(
+    task: TrialTask, data: Table | TabularData, trial_callbacks: TrialCallbacks | None = None
+) -> TrialOutcome:
+    """Train one trial in this process on ``data`` (as ``load_data`` read it, never changed here),
+    prepared and built exactly as ``nnctl train`` does; never raises for a failing trial (the outcome
+    says so)."""
     _pin_blas()
     started = time.perf_counter()
-    writer = _MemoryWriter()
+    storage = MemoryStorage()
+    writer = RunWriter(storage=storage, flush_seconds=math.inf)
     status, error = "done", ""
     try:
         config = validate_config(task.config, task.name)
-        prepared = prepare_table(config, table)
-        net = build_network(config, prepared.train.n_features)
+        prepared = prepare_loaded(config, data)
+        net = build_network(config, prepared.train.n_features, class_weights=prepared.class_weights)
         callbacks = [writer, *(trial_callbacks(task) if trial_callbacks is not None else ())]
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a diverging trial's
             Trainer(prepared, net, callbacks=callbacks).fit()  # error message says it all
@@ -111,8 +114,8 @@ def run_trial(task: TrialTask, table: Table, trial_callbacks: TrialCallbacks | N
         status,
         error,
         writer.rows,
-        writer.last,
-        writer.best,
+        storage.last,
+        storage.best,
         time.perf_counter() - started,
         f"{socket.gethostname()}:{os.getpid()}",
     )
@@ -123,10 +126,10 @@ def describe_exception(exc: BaseException) -> str:
     return " ".join(str(text).split())
 
 
-_WORKER_TABLES: dict[str, Table] = {}
+_WORKER_TABLES: dict[str, Table | TabularData] = {}
 
 
-def init_pool_worker(tables: dict[str, Table]) -> None:
+def init_pool_worker(tables: dict[str, Table | TabularData]) -> None:
     """Local pool worker: Ctrl-C is the client's business; one BLAS thread; the data, once."""
     with contextlib.suppress(ValueError):  # not the main thread (cannot happen in a pool worker)
         signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -134,12 +134,27 @@ def resolve_data_path(config: Config, config_dir: Path | None) -> str:
 def prepare(config: Config, config_dir: Path | None, *, numeric_only: bool = False) -> Prepared:
     """Load, check against the config, split (seeded, stratified) and normalize the data.
     ``numeric_only``: every feature a number, as a format-version-1 checkpoint was trained."""
+    return prepare_loaded(config, load_data(config, config_dir, numeric_only=numeric_only), consume=True)
+
+
+def load_data(
+    config: Config, config_dir: Path | None, *, numeric_only: bool = False, mmap: bool | None = None
+) -> Table | TabularData:
+    """The config's data as read, before any split: a raw table (CSV, Parquet) or numeric arrays.
+    ``mmap`` overrides ``data.mmap`` (a sweep ships the data to its workers, so it reads them whole)."""
     path = resolve_data_path(config, config_dir)
     if is_tabular(path) and not numeric_only:
-        return prepare_tabular(config, load_tabular(Path(path), config.data))
+        return load_tabular(Path(path), config.data)
     _refuse_table_settings(config)
-    table = load_table(path, config.data.target, mmap=config.data.mmap)
-    return prepare_table(config, table, consume=True)
+    return load_table(path, config.data.target, mmap=config.data.mmap if mmap is None else mmap)
+
+
+def prepare_loaded(config: Config, data: Table | TabularData, *, consume: bool = False) -> Prepared:
+    """``prepare`` from data already read by ``load_data`` (a sweep reads once, prepares per trial);
+    ``consume`` as in ``prepare_table`` (a raw table is never changed)."""
+    if isinstance(data, TabularData):
+        return prepare_tabular(config, data)
+    return prepare_table(config, data, consume=consume)
 
 
 def _refuse_table_settings(config: Config) -> None:
