@@ -51,8 +51,9 @@ def raw_test_rows(checkpoint_path: Path, folder: Path) -> tuple[Path, list[dict[
     """The checkpoint's test rows (all rows without a test split) as a CSV for ``nnctl predict`` and as
     per-row ONNX inputs: numeric cells as floats (NaN when missing), categorical cells as text.
     Rows ``predict`` must refuse (a missing cell in a column without a fill) are left out."""
+    from nnctl.checkpoint import load_checkpoint
+    from nnctl.data.columns import CategoricalColumn
     from nnctl.data.load import load_table
-    from nnctl.export.tabular import CategoricalColumn, load_checkpoint
     from nnctl.workflows import locate_data, prepare_checkpoint_data
 
     checkpoint = load_checkpoint(checkpoint_path)

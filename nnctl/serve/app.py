@@ -26,8 +26,8 @@ from typing import Any, Literal
 import numpy as np
 
 from nnctl import __version__
+from nnctl.data.columns import CategoricalColumn
 from nnctl.errors import DataError, NnctlError
-from nnctl.export.tabular import CategoricalColumn
 from nnctl.serve.predictor import Predictor
 from nnctl.serve.records import RecordParser, RequestError
 

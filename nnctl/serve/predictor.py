@@ -20,10 +20,11 @@ from typing import Any
 import numpy as np
 
 from nnctl import __version__
+from nnctl.checkpoint import load_checkpoint
+from nnctl.data.columns import CategoricalColumn, Preprocessing
 from nnctl.data.normalize import Normalizer
 from nnctl.data.targets import TargetEncoder
 from nnctl.engine.network import Network
-from nnctl.export.tabular import CategoricalColumn, Preprocessing, load_checkpoint
 
 
 @dataclass

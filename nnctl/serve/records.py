@@ -25,7 +25,7 @@ from typing import Annotated, Any
 
 import numpy as np
 
-from nnctl.export.tabular import CategoricalColumn, Preprocessing
+from nnctl.data.columns import CategoricalColumn, Preprocessing
 
 MAX_ERRORS = 20
 
