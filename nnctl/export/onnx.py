@@ -233,19 +233,18 @@ class _GraphBuilder:
     def _numeric(self, column: NumericColumn) -> list[str]:
         """[value] or [value, indicator], each [N, 1] float32. An infinite cell, which ``predict``
         refuses, becomes NaN (so do the row's outputs), as does a missing cell without a fill."""
-        finite = self.node(
-            "Where", [self.node("IsInf", [column.name], "isinf"), self.nan(), column.name], "finite"
-        )
-        value = finite
+        value = column.name
         if column.fill is not None:
             value = self.node(
                 "Imputer",
-                [finite],
+                [value],
                 "imputed",
                 domain="ai.onnx.ml",
                 imputed_value_floats=[float(column.fill)],
                 replaced_value_float=math.nan,
             )
+        infinite = self.node("IsInf", [column.name], "isinf")
+        value = self.node("Where", [infinite, self.nan(), value], "finite")
         pieces = [value]
         if column.indicator:
             missing = self.node("IsNaN", [column.name], "isnan")
