@@ -1,16 +1,16 @@
 """A checkpoint as one ONNX graph, from raw input columns to the outputs ``nnctl predict`` gives.
 
-The graph (ai.onnx opset ``OPSET``, ai.onnx.ml opset ``ML_OPSET``; every axis 0 is the dynamic batch):
+The graph (ai.onnx opset ``OPSET``, or ``CATEGORICAL_OPSET`` with a categorical column; ai.onnx.ml
+opset ``ML_OPSET``; every axis 0 is the dynamic batch) follows ``nnctl.data.columns``' encoding:
 
 * one input per raw feature column, named as the column, shape ``[N, 1]``: ``float32`` for a numeric
   column (NaN marks a missing cell), ``string`` for a categorical one;
-* numeric: ``Imputer`` puts the column's fill into missing cells (a column without a fill passes NaN
-  on, and the outputs of that row are NaN: a graph cannot raise the error ``predict`` would), and
-  ``IsNaN`` makes the missing indicator;
-* categorical: ``LabelEncoder`` maps each cell to its slot (its category, ``<other>`` for an
-  infrequent category, ``<missing>`` or the fill category for a missing-value spelling), then
-  ``OneHotEncoder`` (zeros=1) writes the one-hot row; anything else is all zeros. The graph compares
-  cells as given (numbers in their canonical spelling, "1" and also "1.0"): it does not strip spaces;
+* numeric: ``Imputer`` puts the column's fill into missing cells, ``IsNaN`` makes the missing
+  indicator; a cell ``predict`` refuses (missing without a fill, infinite) makes the row's outputs
+  NaN, since a graph cannot raise;
+* categorical: each cell gets a slot index (``CellRules``: stripped of whitespace, missing-value
+  spellings first, numbers compared by value, infrequent -> ``<other>``, unknown -> all zeros or,
+  under ``unknown: error``, a NaN row), then the one-hot row (``Equal`` against 0..slots-1);
 * normalization ``(x - norm_shift) / norm_scale`` in float64, as nnctl computes it, then float32;
 * per layer ``Gemm`` (z = a W^T + b, (1.3) batch-major) and the layer's activation (1.4)/(2.1);
 * outputs: ``probabilities`` [N, K] and ``label`` [N] (classification, classes in checkpoint order;
