@@ -51,8 +51,9 @@ def raw_test_rows(checkpoint_path: Path, folder: Path) -> tuple[Path, list[dict[
     """The checkpoint's test rows (all rows without a test split) as a CSV for ``nnctl predict`` and as
     per-row ONNX inputs: numeric cells as floats (NaN when missing), categorical cells as text.
     Rows ``predict`` must refuse (a missing cell in a column without a fill) are left out."""
+    from nnctl.checkpoint import load_checkpoint
+    from nnctl.data.columns import CategoricalColumn
     from nnctl.data.load import load_table
-    from nnctl.export.tabular import CategoricalColumn, load_checkpoint
     from nnctl.workflows import locate_data, prepare_checkpoint_data
 
     checkpoint = load_checkpoint(checkpoint_path)
@@ -64,21 +65,25 @@ def raw_test_rows(checkpoint_path: Path, folder: Path) -> tuple[Path, list[dict[
     else:
         header, cells = read_csv(source)
     prepared = prepare_checkpoint_data(checkpoint.config, checkpoint)
-    if prepared.test is not None and prepared.train.features.shape[0] == len(cells):
-        cells = [cells[i] for i in prepared.test.rows]
     pre = checkpoint.preprocessing
     missing = set(pre.missing_values)
     index = {name: i for i, name in enumerate(header)}
+    if prepared.test is not None and prepared.train.features.shape[0] == len(cells):
+        # the test rows, and every row with a missing feature cell (penguins: NA measurements and sex)
+        gaps = [
+            i for i, row in enumerate(cells) if any(row[index[n]].strip() in missing for n in pre.input_names)
+        ]
+        cells = [cells[i] for i in sorted({*prepared.test.rows.tolist(), *gaps})]
     kept, inputs = [], []
     for row in cells:
         record: dict[str, Any] = {}
         for column in pre.columns:
-            cell = row[index[column.name]].strip()
-            is_missing = cell in missing
+            cell = row[index[column.name]]
+            is_missing = cell.strip() in missing
             if isinstance(column, CategoricalColumn):
                 if is_missing and column.missing != "category" and column.fill is None:
                     break
-                record[column.name] = cell
+                record[column.name] = cell  # as in the file: the graph strips and canonicalizes
             else:
                 if is_missing and column.fill is None:
                     break
@@ -127,6 +132,8 @@ def test_shipped_config_in_onnx_runtime_matches_predict(tmp_path: Path, stem: st
     task = json.loads(str(np.load(checkpoint)["meta"][()]))["task"]
     expected = expected_from_predict(*predict_csv(checkpoint, rows_csv), task)
     sess = session(model)
+    if stem == "penguins":  # the rows include missing cells of both kinds
+        assert any(r["sex"] == "NA" for r in inputs) and any(np.isnan(r["body_mass_g"]) for r in inputs)
 
     assert_matches(run(sess, inputs), expected)  # the test rows as one batch
     for i in range(min(len(inputs), 20)):  # batch size 1
@@ -284,3 +291,76 @@ def test_unwritable_output_is_one_clear_error(tmp_path: Path) -> None:
     outcome = invoke("export", run_dir / "best.npz", "-o", tmp_path / "file" / "m.onnx")
     assert outcome.code == 2
     assert "cannot write" in outcome.stderr
+
+
+# Cells as people write them: padded with any whitespace str.strip() removes, numbers in other
+# spellings, unknown categories, missing-value spellings, refused cells. Per cell: (column, text).
+MESSY_CELLS = [
+    ("island", " Dream "),
+    ("island", "\tBiscoe\u00a0"),
+    ("island", "\u3000Rare\n"),  # infrequent -> <other>
+    ("island", "dream"),  # another category (unknown: ignore -> zeros)
+    ("island", "Dr eam"),
+    ("island", " NA "),  # missing -> <missing>
+    ("island", "\u2003"),  # only whitespace: the empty spelling, missing
+    ("island", "Dream\u200b"),  # a zero-width space is not whitespace: unknown
+    ("sex", "  female\r\n"),
+    ("sex", " ? "),  # missing -> most frequent (male)
+    ("sex", "Female"),  # unknown: error -> refused (NaN row)
+    ("ring", " 2.0 "),
+    ("ring", "02"),
+    ("ring", "+2"),
+    ("ring", "2."),
+    ("ring", "0.2e1"),
+    ("ring", "20E-1"),
+    ("ring", "1.000000000000000000001"),  # rounds to 1.0, as float() does
+    ("ring", "\u00a01\u00a0"),
+    ("ring", "3"),  # unknown -> zeros
+    ("ring", "1e999"),  # not finite: a text category, unknown
+    ("ring", "N/A"),  # missing -> fill 1
+]
+BASE_CELLS = {"length": 1.0, "island": "Dream", "depth": 0.5, "sex": "male", "ring": "1"}
+NUMERIC_CELLS = [
+    ("length", float("nan")),
+    ("length", float("inf")),
+    ("depth", float("nan")),
+    ("depth", -0.25),
+]
+
+
+def expected_by_nnctl(checkpoint: Path, record: dict[str, Any]) -> np.ndarray:
+    """nnctl's own encoding of one raw record (``nnctl.data.columns``, as ``predict`` uses it) through
+    the network; NaN where nnctl refuses the record."""
+    from nnctl.checkpoint import load_checkpoint
+    from nnctl.errors import DataError
+
+    pre = load_checkpoint(checkpoint).preprocessing
+    raw = {name: [None if isinstance(v, float) and np.isnan(v) else v] for name, v in record.items()}
+    try:
+        encoded = pre.encode(raw, source="test")
+    except DataError:
+        return np.full(3, np.nan)
+    return reference_outputs(checkpoint, encoded.tolist())[0]
+
+
+def test_graph_encodes_raw_cells_exactly_as_nnctl(tmp_path: Path) -> None:
+    """Every messy cell, alone and all in one batch, gives nnctl's own encoding's outputs; a record
+    nnctl refuses (an unknown category under unknown: error, an infinite or unfillable number) gives
+    a NaN row, since a graph cannot raise."""
+    checkpoint = tabular_checkpoint(tmp_path)
+    sess = session(export(checkpoint, tmp_path / "tabular.onnx"))
+    records = [{**BASE_CELLS, name: cell} for name, cell in [*MESSY_CELLS, *NUMERIC_CELLS]]
+    want = np.array([expected_by_nnctl(checkpoint, r) for r in records])
+    assert np.isnan(want).any(axis=1).sum() == 3  # "Female", inf, depth NaN (no fill)
+    got = run(sess, records)["probabilities"]
+    np.testing.assert_allclose(got, want, rtol=TOLERANCE, atol=TOLERANCE)
+    for record, row in zip(records, want, strict=True):
+        np.testing.assert_allclose(
+            run(sess, [record])["probabilities"][0], row, rtol=TOLERANCE, atol=TOLERANCE
+        )
+
+
+def test_whitespace_class_is_what_str_strip_removes() -> None:
+    from nnctl.export.onnx import WHITESPACE_CHARS
+
+    assert set(WHITESPACE_CHARS) == {chr(c) for c in range(0x110000) if chr(c).isspace()}

@@ -1,16 +1,16 @@
 """A checkpoint as one ONNX graph, from raw input columns to the outputs ``nnctl predict`` gives.
 
-The graph (ai.onnx opset ``OPSET``, ai.onnx.ml opset ``ML_OPSET``; every axis 0 is the dynamic batch):
+The graph (ai.onnx opset ``OPSET``, or ``CATEGORICAL_OPSET`` with a categorical column; ai.onnx.ml
+opset ``ML_OPSET``; every axis 0 is the dynamic batch) follows ``nnctl.data.columns``' encoding:
 
 * one input per raw feature column, named as the column, shape ``[N, 1]``: ``float32`` for a numeric
   column (NaN marks a missing cell), ``string`` for a categorical one;
-* numeric: ``Imputer`` puts the column's fill into missing cells (a column without a fill passes NaN
-  on, and the outputs of that row are NaN: a graph cannot raise the error ``predict`` would), and
-  ``IsNaN`` makes the missing indicator;
-* categorical: ``LabelEncoder`` maps each cell to its slot (its category, ``<other>`` for an
-  infrequent category, ``<missing>`` or the fill category for a missing-value spelling), then
-  ``OneHotEncoder`` (zeros=1) writes the one-hot row; anything else is all zeros. The graph compares
-  cells as given (numbers in their canonical spelling, "1" and also "1.0"): it does not strip spaces;
+* numeric: ``Imputer`` puts the column's fill into missing cells, ``IsNaN`` makes the missing
+  indicator; a cell ``predict`` refuses (missing without a fill, infinite) makes the row's outputs
+  NaN, since a graph cannot raise;
+* categorical: each cell gets a slot index (``CellRules``: stripped of whitespace, missing-value
+  spellings first, numbers compared by value, infrequent -> ``<other>``, unknown -> all zeros or,
+  under ``unknown: error``, a NaN row), then the one-hot row (``Equal`` against 0..slots-1);
 * normalization ``(x - norm_shift) / norm_scale`` in float64, as nnctl computes it, then float32;
 * per layer ``Gemm`` (z = a W^T + b, (1.3) batch-major) and the layer's activation (1.4)/(2.1);
 * outputs: ``probabilities`` [N, K] and ``label`` [N] (classification, classes in checkpoint order;
@@ -33,13 +33,33 @@ from typing import Any
 import numpy as np
 
 from nnctl import __version__
+from nnctl.checkpoint import load_checkpoint
+from nnctl.data.columns import CategoricalColumn, NumericColumn, Preprocessing
 from nnctl.data.table import format_number, parse_number
 from nnctl.errors import CheckpointError, NnctlError
-from nnctl.export.tabular import CategoricalColumn, Preprocessing, load_checkpoint
 from nnctl.files import atomic_write_with
 
 OPSET = 17
+#: Graphs with a categorical column need opset 20 (``RegexFullMatch``; ONNX Runtime 1.17 or later).
+CATEGORICAL_OPSET = 20
 ML_OPSET = 3
+#: Slot indices of a categorical cell besides its slots 0, 1, ...: no slot (all zeros), refused
+#: by ``predict`` (a NaN row), not yet known (the exact lookup missed it).
+UNKNOWN, REFUSED, UNRESOLVED = -1, -2, -3
+#: What ``str.strip()`` removes (``str.isspace``), as an RE2 class; tests compare it with Python.
+WHITESPACE_CHARS = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+WHITESPACE = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in WHITESPACE_CHARS) + "]"
+#: A finite number as ``parse_number`` reads it, padded with the whitespace C's ``strtod`` skips, and
+#: small enough that ONNX Runtime's ``Cast`` (``std::stod``) neither overflows nor underflows: at
+#: most 300 digits, or 20 digits and a two-digit exponent. Longer spellings are compared as text.
+_ASCII_SPACE = "[ \\t\\n\\x0b\\x0c\\r]*"
+NUMBER_PATTERN = (
+    f"{_ASCII_SPACE}[+-]?(?:(?:[0-9]{{1,300}}(?:\\.[0-9]{{0,300}})?|\\.[0-9]{{1,300}})"
+    f"|(?:[0-9]{{1,20}}(?:\\.[0-9]{{0,20}})?|\\.[0-9]{{1,20}})[eE][+-]?[0-9]{{1,2}}){_ASCII_SPACE}"
+)
 OUTPUT_NAMES = {
     "classification": ("probabilities", "label"),
     "multilabel": ("probabilities",),
@@ -69,7 +89,13 @@ def export_onnx(checkpoint_path: Path, output: Path) -> ExportSummary:
         for column in checkpoint.preprocessing.columns
     ]
     outputs = [value.name for value in model.graph.output]
-    return ExportSummary(output, inputs, outputs, OPSET, ML_OPSET, len(model.graph.node))
+    return ExportSummary(output, inputs, outputs, opset_of(checkpoint), ML_OPSET, len(model.graph.node))
+
+
+def opset_of(checkpoint: Any) -> int:
+    """The ai.onnx opset a checkpoint's graph needs: 20 with a categorical column, else 17."""
+    categorical = any(isinstance(c, CategoricalColumn) for c in checkpoint.preprocessing.columns)
+    return CATEGORICAL_OPSET if categorical else OPSET
 
 
 def _onnx() -> Any:
@@ -87,7 +113,10 @@ def build_model(checkpoint: Any) -> Any:
     graph = builder.graph()
     model = onnx.helper.make_model(
         graph,
-        opset_imports=[onnx.helper.make_opsetid("", OPSET), onnx.helper.make_opsetid("ai.onnx.ml", ML_OPSET)],
+        opset_imports=[
+            onnx.helper.make_opsetid("", opset_of(checkpoint)),
+            onnx.helper.make_opsetid("ai.onnx.ml", ML_OPSET),
+        ],
         producer_name="nnctl",
         producer_version=__version__,
         doc_string=f"nnctl checkpoint {checkpoint.path}: {checkpoint.meta['task']}, raw columns in, "
@@ -201,57 +230,94 @@ class _GraphBuilder:
     def _input(self, name: str, elem_type: int) -> Any:
         return self.helper.make_tensor_value_info(name, elem_type, ["N", 1])
 
-    def _numeric(self, column: Any) -> list[str]:
-        """[value] or [value, indicator], each [N, 1] float32."""
+    def _numeric(self, column: NumericColumn) -> list[str]:
+        """[value] or [value, indicator], each [N, 1] float32. An infinite cell, which ``predict``
+        refuses, becomes NaN (so do the row's outputs), as does a missing cell without a fill."""
         value = column.name
         if column.fill is not None:
             value = self.node(
                 "Imputer",
-                [column.name],
+                [value],
                 "imputed",
                 domain="ai.onnx.ml",
                 imputed_value_floats=[float(column.fill)],
                 replaced_value_float=math.nan,
             )
+        infinite = self.node("IsInf", [column.name], "isinf")
+        value = self.node("Where", [infinite, self.nan(), value], "finite")
         pieces = [value]
         if column.indicator:
             missing = self.node("IsNaN", [column.name], "isnan")
             pieces.append(self.node("Cast", [missing], "indicator", to=self.onnx.TensorProto.FLOAT))
         return pieces
 
+    def nan(self) -> str:
+        return self.const(np.array(math.nan, dtype=np.float32), "nan")
+
     def _categorical(self, column: CategoricalColumn, missing_values: tuple[str, ...]) -> str:
-        """The one-hot block [N, slots] of a string column."""
-        categories = [str(c) for c in column.categories]
-        other = _fresh_token("<other>", categories)
-        missing = _fresh_token("<missing>", categories)
-        unknown = _fresh_token("<unknown>", [*categories, other, missing])
-        slots = [*categories, *([other] if column.other else [])]
-        slots += [missing] if column.missing == "category" else []
-        mapping: dict[str, str] = {}
-        for category in categories:
-            for spelling in _spellings(category):
-                mapping.setdefault(spelling, category)
-        if column.other:
-            for category in column.infrequent:
-                for spelling in _spellings(str(category)):
-                    mapping.setdefault(spelling, other)
-        fill = missing if column.missing == "category" else column.fill
-        for spelling in missing_values:  # missing first, as in training: "NA" is never a category
-            mapping[spelling] = fill if fill is not None else unknown
-        slot = self.node(
+        """The one-hot block [N, slots] of a string column, by ``nnctl.data.columns``' rules.
+
+        Each cell gets a slot index: its category's, ``<other>``'s for an infrequent one, for a
+        missing-value spelling ``<missing>``'s or the fill category's; UNKNOWN (all zeros) for a
+        category never seen, REFUSED (a NaN row) where ``predict`` would refuse the cell. A cell
+        written exactly as a key is looked up in one ``LabelEncoder``; only the rest (padded with
+        whitespace, numbers in another spelling, unknown categories) take the slow path of
+        ``_resolve``, on those rows alone (``Compress``, then ``ScatterND`` back)."""
+        rules = CellRules.of(column, missing_values)
+        flat_shape = self.const(np.array([-1], dtype=np.int64), "flat")
+        flat = self.node("Reshape", [column.name, flat_shape], "cells")
+        fast = self.node(
             "LabelEncoder",
-            [column.name],
-            "slot",
+            [flat],
+            "slot_exact",
             domain="ai.onnx.ml",
-            keys_strings=list(mapping),
-            values_strings=list(mapping.values()),
-            default_string=unknown,
+            keys_strings=list(rules.exact),
+            values_int64s=list(rules.exact.values()),
+            default_int64=UNRESOLVED,
         )
-        onehot = self.node(
-            "OneHotEncoder", [slot], "onehot", domain="ai.onnx.ml", cats_strings=slots, zeros=1
-        )
-        shape = self.const(np.array([-1, len(slots)], dtype=np.int64), "shape")
-        return self.node("Reshape", [onehot, shape], "block")
+        unresolved = self.node("Equal", [fast, self.const(np.array(UNRESOLVED, dtype=np.int64), "u")], "todo")
+        rows = self.node("NonZero", [unresolved], "rows")  # [1, M]
+        rows = self.node("Transpose", [rows], "rows_m1")  # [M, 1]: ScatterND's indices
+        cells = self.node("Compress", [flat, unresolved], "todo_cells", axis=0)
+        slot = self.node("ScatterND", [fast, rows, self._resolve(cells, rules)], "slot")
+        slots = self.const(np.arange(rules.width, dtype=np.int64).reshape(1, -1), "slots")
+        column_slot = self.node("Unsqueeze", [slot, self.const(np.array([1], dtype=np.int64), "axis1")], "s")
+        equal = self.node("Equal", [column_slot, slots], "hot")
+        hot = self.node("Cast", [equal], "onehot", to=self.onnx.TensorProto.FLOAT)
+        refused = self.node("Equal", [column_slot, self.const(np.array(REFUSED, dtype=np.int64), "r")], "bad")
+        return self.node("Where", [refused, self.nan(), hot], "block")
+
+    def _resolve(self, cells: str, rules: CellRules) -> str:
+        """Slot indices of cells [M] the exact lookup did not resolve: stripped of whitespace (by
+        regular expressions around each key), numbers compared by value."""
+        slot = self.const(np.array(rules.unknown_slot, dtype=np.int64), "unknown")  # broadcast by Where
+        value = None
+        if rules.numeric:
+            is_number = self.node("RegexFullMatch", [cells], "is_number", pattern=NUMBER_PATTERN)
+            nan_text = self.const(np.array("nan", dtype=object), "nan_text")
+            numbers = self.node("Where", [is_number, cells, nan_text], "number_text")
+            value = self.node("Cast", [numbers], "value", to=self.onnx.TensorProto.DOUBLE)
+        for index, (texts, numbers) in enumerate(rules.slot_keys):
+            hits = []
+            if texts:
+                pattern = f"{WHITESPACE}*(?:{'|'.join(map(_re2_literal, texts))}){WHITESPACE}*"
+                hits.append(self.node("RegexFullMatch", [cells], "text_hit", pattern=pattern))
+            for number in numbers:
+                assert value is not None
+                key = self.const(np.array(number, dtype=np.float64), "key")
+                hits.append(self.node("Equal", [value, key], "number_hit"))
+            if not hits:
+                continue  # <missing>: reached only through missing_pattern
+            hit = hits[0]
+            for other in hits[1:]:
+                hit = self.node("Or", [hit, other], "hit")
+            index_const = self.const(np.array(index, dtype=np.int64), "slot_index")
+            slot = self.node("Where", [hit, index_const, slot], "slot")
+        if rules.missing_pattern is not None:
+            missing = self.node("RegexFullMatch", [cells], "is_missing", pattern=rules.missing_pattern)
+            target = self.const(np.array(rules.missing_slot, dtype=np.int64), "missing_slot")
+            slot = self.node("Where", [missing, target, slot], "slot")  # missing comes first, as in training
+        return slot
 
     def _normalize(self, encoded: str) -> str:
         """(x - shift) / scale in float64, then float32: the arithmetic of ``Normalizer.apply``."""
@@ -325,16 +391,59 @@ class _GraphBuilder:
         return [helper.make_tensor_value_info(OUTPUT_NAMES[task][0], T.FLOAT, ["N", units])]
 
 
-def _fresh_token(token: str, taken: list[str]) -> str:
-    """A slot name that is not one of the categories."""
-    while token in taken:
-        token = "_" + token
-    return token
+def _re2_literal(text: str) -> str:
+    """``text`` as an RE2 pattern matching exactly it (every character but ASCII letters and
+    digits written as ``\\x{HEX}``)."""
+    return "".join(c if c.isascii() and c.isalnum() else f"\\x{{{ord(c):x}}}" for c in text)
 
 
-def _spellings(category: str) -> list[str]:
-    """The texts the graph maps to ``category``: itself and, for a number, "1" and "1.0" alike."""
-    value = parse_number(category)
-    if value is None or not math.isfinite(value):
-        return [category]
-    return list(dict.fromkeys([category, format_number(value), repr(value)]))
+@dataclass
+class CellRules:
+    """How ``nnctl.data.columns`` encodes a categorical cell, as lookup tables for the graph.
+
+    ``exact``: texts whose slot is certain without stripping (the stored keys, other spellings of
+    numeric keys, missing-value spellings); ``slot_keys``: per slot, its keys as text and as numbers;
+    ``missing_pattern`` matches a missing-value spelling padded with whitespace."""
+
+    width: int
+    exact: dict[str, int]
+    slot_keys: list[tuple[list[str], list[float]]]
+    missing_pattern: str | None
+    missing_slot: int
+    unknown_slot: int
+
+    @property
+    def numeric(self) -> bool:
+        return any(numbers for _, numbers in self.slot_keys)
+
+    @classmethod
+    def of(cls, column: CategoricalColumn, missing_values: tuple[str, ...]) -> CellRules:
+        width = len(column.encoded_names)
+        slot_of = column.slot_of()
+        if column.missing == "category":
+            missing_slot = width - 1
+        elif column.missing == "most_frequent":
+            missing_slot = slot_of[str(column.fill)]
+        else:  # error, drop_row: predict refuses the row
+            missing_slot = REFUSED
+        slot_keys: list[tuple[list[str], list[float]]] = [([], []) for _ in range(width)]
+        exact: dict[str, int] = {}
+        for key, slot in slot_of.items():
+            texts, numbers = slot_keys[slot]
+            texts.append(key)
+            value = parse_number(key)
+            if value is not None and math.isfinite(value):
+                numbers.append(value)
+                for spelling in (format_number(value), repr(value)):
+                    exact.setdefault(spelling, slot)
+            exact[key] = slot
+        # A cell is missing when its stripped text is a missing-value spelling, before anything
+        # else; a spelling with whitespace of its own never equals a stripped text.
+        tokens = [t for t in missing_values if t == t.strip()]
+        for token in tokens:
+            exact[token] = missing_slot
+        missing_pattern = None
+        if tokens:
+            missing_pattern = f"{WHITESPACE}*(?:{'|'.join(map(_re2_literal, tokens))}){WHITESPACE}*"
+        unknown_slot = UNKNOWN if column.unknown == "ignore" else REFUSED
+        return cls(width, exact, slot_keys, missing_pattern, missing_slot, unknown_slot)

@@ -26,10 +26,11 @@ from typing import Any, Literal
 import numpy as np
 
 from nnctl import __version__
+from nnctl.data.columns import CategoricalColumn
+from nnctl.data.raw import RawColumn
 from nnctl.errors import DataError, NnctlError
-from nnctl.export.tabular import CategoricalColumn
 from nnctl.serve.predictor import Predictor
-from nnctl.serve.records import RecordParser, RequestError
+from nnctl.serve.records import RecordParser, Records, RequestError
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 #: Bodies up to this size are parsed and predicted on the event loop itself.
@@ -99,15 +100,27 @@ class PredictHandler:
             elif records.matrix is not None:
                 answers = self._from_matrix(records.matrix)
             else:
-                answers = self.predictor.predict_columns(records.columns, source="request body")
+                answers = self._from_columns(records)
         except RequestError as exc:
             return 422, self.dumps({"detail": exc.errors, "message": exc.message})
-        except DataError as exc:  # a cell the preprocessing refuses (an unknown category, ...); its
-            message = exc.message  # rows count from 1, as in predict's messages about a file
-            return 422, self.dumps(
-                {"detail": [{"loc": ["body"], "msg": message, "type": "value_error"}], "message": message}
-            )
         return 200, self.dumps({"predictions": answers, "ignored": records.ignored})
+
+    def _from_columns(self, records: Records) -> list[dict[str, Any]]:
+        """Through the checkpoint's own preprocessing, as ``predict`` encodes a file's rows; a cell it
+        refuses (an unknown category where the column says ``unknown: error``, ...) is a
+        RequestError naming the record and field."""
+        where: list[list[Any]] = []
+
+        def locate(row: int, column: RawColumn) -> str:
+            where.append(records.loc(row, column.name))
+            return RequestError.place(where[-1])
+
+        try:
+            return self.predictor.predict_columns(records.columns, source="request body", locate=locate)
+        except DataError as exc:
+            loc = where[-1] if where else ["body"]
+            message = exc.message.split(": ", 1)[1] if where else exc.message
+            raise RequestError([{"loc": loc, "msg": message, "type": "value_error"}]) from None
 
     def _from_matrix(self, matrix: np.ndarray) -> list[dict[str, Any]]:
         """All cells present and numeric: the encoded inputs are the values themselves (and 0 for

@@ -20,10 +20,11 @@ from typing import Any
 import numpy as np
 
 from nnctl import __version__
+from nnctl.checkpoint import load_checkpoint
+from nnctl.data.columns import CategoricalColumn, CellLocator, Preprocessing
 from nnctl.data.normalize import Normalizer
 from nnctl.data.targets import TargetEncoder
 from nnctl.engine.network import Network
-from nnctl.export.tabular import CategoricalColumn, Preprocessing, load_checkpoint
 
 
 @dataclass
@@ -92,9 +93,13 @@ class Predictor:
         }
 
     # -- prediction -------------------------------------------------------------------------
-    def encode(self, columns: Mapping[str, Sequence[object]], *, source: str) -> np.ndarray:
-        """Raw cells per column -> the network's normalized inputs (raises DataError)."""
-        return self.normalize(self.preprocessing.encode(columns, source=source))
+    def encode(
+        self, columns: Mapping[str, Sequence[object]], *, source: str, locate: CellLocator | None = None
+    ) -> np.ndarray:
+        """Raw cells per column -> the network's normalized inputs: ``nnctl.data.columns``' encoding
+        (strip, missing-value spellings, fills, categories), as ``predict``'s. Raises DataError,
+        naming the cell with ``locate`` (default: ``source``, row and column)."""
+        return self.normalize(self.preprocessing.encode(columns, source=source, locate=locate))
 
     def normalize(self, encoded: np.ndarray) -> np.ndarray:
         return self.normalizer.apply(encoded, np.dtype(self.checkpoint.config.dtype))
@@ -103,8 +108,10 @@ class Predictor:
         """a^L for the normalized rows, as float64."""
         return self.net.forward(x).astype(np.float64)
 
-    def predict_columns(self, columns: Mapping[str, Sequence[object]], *, source: str) -> list[dict]:
-        return self.answers(self.outputs(self.encode(columns, source=source)))
+    def predict_columns(
+        self, columns: Mapping[str, Sequence[object]], *, source: str, locate: CellLocator | None = None
+    ) -> list[dict]:
+        return self.answers(self.outputs(self.encode(columns, source=source, locate=locate)))
 
     def answers(self, outputs: np.ndarray) -> list[dict[str, Any]]:
         """One dict per row: label and probabilities, labels and probabilities, or values."""

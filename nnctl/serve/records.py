@@ -25,7 +25,7 @@ from typing import Annotated, Any
 
 import numpy as np
 
-from nnctl.export.tabular import CategoricalColumn, Preprocessing
+from nnctl.data.columns import CategoricalColumn, Preprocessing
 
 MAX_ERRORS = 20
 
@@ -36,6 +36,11 @@ class RequestError(Exception):
     def __init__(self, errors: list[dict[str, Any]]) -> None:
         super().__init__(errors[0]["msg"] if errors else "invalid request")
         self.errors = errors[:MAX_ERRORS]
+
+    @staticmethod
+    def place(loc: list[Any]) -> str:
+        """``record 1, field 'sex'``: where ``loc`` points, in words."""
+        return _where(loc)
 
     @property
     def message(self) -> str:
@@ -63,6 +68,11 @@ class Records:
     rows: int
     ignored: list[str] = field(default_factory=list)
     matrix: np.ndarray | None = None  # (rows, columns) float64, when every column is numeric and present
+    single: bool = False  # the body was one record, not a list
+
+    def loc(self, row: int, name: str) -> list[Any]:
+        """FastAPI's ``loc`` of a cell: ``["body", NAME]`` for one record, else ``["body", ROW, NAME]``."""
+        return ["body", name] if self.single else ["body", row, name]
 
 
 def load_json(body: bytes) -> Any:
@@ -117,10 +127,10 @@ class RecordParser:
             )
         matrix = self._numeric_matrix(records) if self.numeric and records else None
         if matrix is not None:
-            return Records({}, len(records), self._ignored(records), matrix)
+            return Records({}, len(records), self._ignored(records), matrix, prefix is not None)
         self._validate(records, prefix)
         columns = {name: [record[name] for record in records] for name in self.names}
-        return Records(columns, len(records), self._ignored(records))
+        return Records(columns, len(records), self._ignored(records), single=prefix is not None)
 
     def _numeric_matrix(self, records: list[Any]) -> np.ndarray | None:
         """Every cell a finite JSON number: the (rows, columns) matrix; else None (validate).
