@@ -65,7 +65,7 @@ OUTPUT_NAMES = {
     "multilabel": ("probabilities",),
     "regression": ("values",),
 }
-INSTALL_HINT = "pip install 'nnctl[onnx]'"
+INSTALL_HINT = "in nnctl's checkout: pip install -e '.[onnx]' (or install nnctl's wheel with [onnx])"
 
 
 @dataclass

@@ -27,7 +27,7 @@ from nnctl.serve.app import (
 )
 from nnctl.serve.predictor import Predictor
 
-INSTALL_HINT = "pip install 'nnctl[serve]'"
+INSTALL_HINT = "in nnctl's checkout: pip install -e '.[serve]' (or install nnctl's wheel with [serve])"
 GRACEFUL_SECONDS = 10
 
 

@@ -266,7 +266,8 @@ def tls_security(scheduler: str | None, ca_file: Any = None, cert: Any = None, k
         from distributed.security import Security
     except ImportError:
         raise NnctlError(
-            "--tls-* options need Dask's distributed package", hint="pip install 'nnctl[dask]'"
+            "--tls-* options need Dask's distributed package",
+            hint="in nnctl's checkout: pip install -e '.[dask]'",
         ) from None
     return Security(
         tls_ca_file=str(ca_file),
