@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,22 +98,19 @@ def read_csv(
     from nnctl.data.csv import parse_header, read_rows_slowly
 
     sep = delimiter or sniff_delimiter(first_line(data))
-    table = _read_csv_arrow(source, data, sep, missing_values)
-    if table is None:  # pyarrow refused: the slow reader names the line (or reads what it can)
+    read = read_csv_arrow(data, sep, missing_values)
+    converted = None
+    if read is not None:
+        names, table = read
+        parse_header(source, 1, names, allow_index=True)
+        try:
+            converted = arrow_columns(names, [table.column(i) for i in range(len(names))], missing_values)
+        except Exception:  # pyarrow refused a cell (bytes that are not UTF-8): the slow reader names it
+            converted = None
+    if converted is None:  # pyarrow refused: the slow reader names the line (or reads what it can)
         names, rows, linenos = read_rows_slowly(source, data, sep)
         return _table_from_rows(source, names, rows, linenos, missing_values)
-    names, columns, n_rows = table
-    header_line = _header_line(data)
-    parse_header(source, header_line, _split_header(data, sep), allow_index=True)
-    lines = _LazyLines(data, sep, header_line)
-    try:
-        converted = [
-            _column(n, i, c, missing_values) for i, (n, c) in enumerate(zip(names, columns, strict=True))
-        ]
-    except Exception:  # pyarrow refused a cell (bytes that are not UTF-8): the slow reader names it
-        names, rows, linenos = read_rows_slowly(source, data, sep)
-        return _table_from_rows(source, names, rows, linenos, missing_values)
-    return RawTable(source, converted, n_rows, lambda r: f"{source}:{lines[r]}")
+    return RawTable(source, converted, table.num_rows, csv_locator(source, data, sep))
 
 
 def _header_line(data: bytes) -> int:
@@ -122,31 +120,37 @@ def _header_line(data: bytes) -> int:
     return 1
 
 
-def _split_header(data: bytes, sep: str) -> list[str]:
+def split_header(data: bytes, sep: str) -> list[str]:
+    """The cells of the first non-blank line, as written (not stripped)."""
     text = first_line(data)
     return next(csv.reader([text], delimiter=sep)) if text else []
 
 
-def _read_csv_arrow(
-    source: str, data: bytes, sep: str, missing_values: Sequence[str]
-) -> tuple[list[str], list[object], int] | None:
-    """(names, pyarrow string columns, rows), or None when pyarrow cannot read the file."""
+def read_csv_arrow(
+    data: bytes, sep: str, missing_values: Sequence[str], floats: Sequence[int] = (), only: Sequence[int] = ()
+) -> tuple[list[str], Any] | None:
+    """(header cells, pyarrow Table with a column per header cell), or None when pyarrow cannot read
+    the file. Every column's type is inferred, except that the columns ``floats`` are read as
+    float64 (a cell that is not a number then refuses the file, as ``float(cell)`` would). With
+    ``only``, just those columns are converted (the others are still split, so a ragged row is
+    still refused); the table's columns keep their file positions' names, ``c0``, ``c1``, ..."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
     if b"\x00" in data or not first_line(data) or _header_line(data) != 1:
         return None  # the slow reader names the problem, or reads leading blank lines
     try:
-        header = _split_header(data, sep)
-        width = len(header)
-        if width == 0:
+        header = split_header(data, sep)
+        if not header:
             return None
-        generated = [f"c{i}" for i in range(width)]
+        generated = [f"c{i}" for i in range(len(header))]
         table = pacsv.read_csv(
             pa.py_buffer(data),
-            read_options=pacsv.ReadOptions(column_names=generated, skip_rows=_header_line(data)),
+            read_options=pacsv.ReadOptions(column_names=generated, skip_rows=1),
             parse_options=pacsv.ParseOptions(delimiter=sep, newlines_in_values=b'"' in data),
             convert_options=pacsv.ConvertOptions(
+                column_types={generated[i]: pa.float64() for i in floats},
+                include_columns=[generated[i] for i in only],
                 null_values=list(missing_values),
                 strings_can_be_null=bool(missing_values),
                 quoted_strings_can_be_null=bool(missing_values),
@@ -158,10 +162,24 @@ def _read_csv_arrow(
         return None
     if table.num_rows == 0:
         return None
-    return header, [table.column(i) for i in range(width)], table.num_rows
+    return header, table
 
 
-def _column(name: str, position: int, column: Any, missing_values: Sequence[str]) -> RawColumn:
+def arrow_columns(
+    names: Sequence[str], columns: Sequence[Any], missing_values: Sequence[str]
+) -> list[RawColumn]:
+    """Each pyarrow column as a RawColumn. Columns are independent and pyarrow's kernels and
+    NumPy's copies release the GIL, so a second core converts half of them."""
+    jobs = list(enumerate(zip(names, columns, strict=True)))
+    if len(jobs) < 2 or sum(len(c) for c in columns) < 200_000:
+        return [arrow_column(n, i, c, missing_values) for i, (n, c) in jobs]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        return list(pool.map(lambda job: arrow_column(job[1][0], job[0], job[1][1], missing_values), jobs))
+
+
+def arrow_column(name: str, position: int, column: Any, missing_values: Sequence[str]) -> RawColumn:
     """A pyarrow column as a RawColumn: float64 when pyarrow read numbers, else through a
     dictionary of its distinct cells (few, as a rule): those are stripped, checked against the
     missing-value tokens and tried as numbers once each, and the rows become indices into them.
@@ -174,14 +192,19 @@ def _column(name: str, position: int, column: Any, missing_values: Sequence[str]
     if pa.types.is_null(kind):  # every cell missing
         return RawColumn(name, position, np.full(len(column), np.nan), np.ones(len(column), dtype=bool))
     if pa.types.is_integer(kind) or pa.types.is_floating(kind):
-        return _numeric_column(name, position, column)
+        # One copy: nulls come out as NaN, integers as float64 (rounded as float(text) rounds them).
+        values = np.asarray(column.to_numpy(), dtype=np.float64)
+        return RawColumn(name, position, values, np.isnan(values))
     if not pa.types.is_string(kind) and not pa.types.is_large_string(kind):
         column = pc.cast(column, pa.string())
     encoded = pc.dictionary_encode(column).combine_chunks()
-    indices = np.asarray(encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+    indices = encoded.indices  # int32; a null cell becomes -1: the last entry of each lookup below
+    if indices.null_count:
+        indices = indices.fill_null(-1)
+    indices = indices.to_numpy(zero_copy_only=False)
     words = [str(word).strip() for word in encoded.dictionary.to_pylist()]
     tokens = set(missing_values)
-    is_token = np.array([word in tokens for word in words] + [True])  # the last: a null cell
+    is_token = np.array([word in tokens for word in words] + [True])
     missing = is_token[indices]
     numbers = [None if token else parse_number(word) for word, token in zip(words, is_token, strict=False)]
     if all(v is not None or token for v, token in zip(numbers, is_token, strict=False)):
@@ -192,15 +215,27 @@ def _column(name: str, position: int, column: Any, missing_values: Sequence[str]
     return RawColumn(name, position, text.astype(np.str_)[indices], missing)
 
 
-def _numeric_column(name: str, position: int, column: Any) -> RawColumn:
-    import pyarrow as pa
+def float_matrix(table: Any, columns: Sequence[int]) -> Array | None:
+    """The float64 columns ``c{i}`` of a pyarrow Table as one C-contiguous (n, f) array, filled in
+    place block by block (no per-column concatenation, no transposed copy; a block of rows stays in
+    cache while its columns are written). None when a cell is null."""
+    names = [f"c{i}" for i in columns]
+    if any(table.column(name).null_count for name in names):
+        return None
+    x = np.empty((table.num_rows, len(names)), dtype=np.float64)
+    start = 0
+    for batch in table.select(names).to_batches():
+        block = x[start : start + batch.num_rows]
+        for j, array in enumerate(batch.columns):
+            block[:, j] = array.to_numpy(zero_copy_only=False)
+        start += batch.num_rows
+    return x
 
-    if column.type != pa.float64():
-        column = column.cast(pa.float64())
-    if column.null_count:
-        column = column.fill_null(np.nan)
-    values = np.asarray(column.to_numpy(), dtype=np.float64)
-    return RawColumn(name, position, values, np.isnan(values))
+
+def csv_locator(source: str, data: bytes, sep: str) -> Callable[[int], str]:
+    """Data row (0-based) -> "file.csv:LINE" for a file whose header is its first line."""
+    lines = _LazyLines(data, sep, 1)
+    return lambda row: f"{source}:{lines[row]}"
 
 
 class _LazyLines:
