@@ -135,8 +135,9 @@ def _load_csv_fast(
     require_target: bool,
 ) -> Table | None:
     """pyarrow reads the feature columns straight as float64 into one (n, f) array and the target
-    columns as it infers them; the other columns (a row index, columns a checkpoint does not use)
-    are split but never converted. None when anything is amiss: the slow path then names it."""
+    columns as text (their distinct cells parsed once, as the slow path parses them); the other
+    columns (a row index, columns a checkpoint does not use) are split but never converted. None
+    when anything is amiss: the slow path then names it."""
     from nnctl.data.raw import (
         arrow_column,
         first_line,
@@ -157,7 +158,7 @@ def _load_csv_fast(
     offset = len(names) - len(candidates)
     fidx, tidx = select_columns(source, candidates, targets, feature_names, require_target)
     fidx, tidx = [i + offset for i in fidx], [i + offset for i in tidx]
-    read = read_csv_arrow(data, sep, (), floats=fidx, only=sorted(set(fidx + tidx)))
+    read = read_csv_arrow(data, sep, (), floats=fidx, texts=tidx, only=sorted(set(fidx + tidx)))
     if read is None:
         return None
     arrow = read[1]

@@ -127,11 +127,18 @@ def split_header(data: bytes, sep: str) -> list[str]:
 
 
 def read_csv_arrow(
-    data: bytes, sep: str, missing_values: Sequence[str], floats: Sequence[int] = (), only: Sequence[int] = ()
+    data: bytes,
+    sep: str,
+    missing_values: Sequence[str],
+    *,
+    floats: Sequence[int] = (),
+    texts: Sequence[int] = (),
+    only: Sequence[int] = (),
 ) -> tuple[list[str], Any] | None:
     """(header cells, pyarrow Table with a column per header cell), or None when pyarrow cannot read
     the file. Every column's type is inferred, except that the columns ``floats`` are read as
-    float64 (a cell that is not a number then refuses the file, as ``float(cell)`` would). With
+    float64 (a cell that is not a number then refuses the file, as ``float(cell)`` would) and the
+    columns ``texts`` as text (an integer column would read "-0" as 0, not float's -0.0). With
     ``only``, just those columns are converted (the others are still split, so a ragged row is
     still refused); the table's columns keep their file positions' names, ``c0``, ``c1``, ..."""
     import pyarrow as pa
@@ -149,7 +156,8 @@ def read_csv_arrow(
             read_options=pacsv.ReadOptions(column_names=generated, skip_rows=1),
             parse_options=pacsv.ParseOptions(delimiter=sep, newlines_in_values=b'"' in data),
             convert_options=pacsv.ConvertOptions(
-                column_types={generated[i]: pa.float64() for i in floats},
+                column_types={generated[i]: pa.float64() for i in floats}
+                | {generated[i]: pa.string() for i in texts},
                 include_columns=[generated[i] for i in only],
                 null_values=list(missing_values),
                 strings_can_be_null=bool(missing_values),
@@ -168,15 +176,23 @@ def read_csv_arrow(
 def arrow_columns(
     names: Sequence[str], columns: Sequence[Any], missing_values: Sequence[str]
 ) -> list[RawColumn]:
-    """Each pyarrow column as a RawColumn. Columns are independent and pyarrow's kernels and
-    NumPy's copies release the GIL, so a second core converts half of them."""
-    jobs = list(enumerate(zip(names, columns, strict=True)))
-    if len(jobs) < 2 or sum(len(c) for c in columns) < 200_000:
-        return [arrow_column(n, i, c, missing_values) for i, (n, c) in jobs]
+    """Each pyarrow column as a RawColumn, the columns shared among the cores."""
+    cells = sum(len(c) for c in columns)
+    return in_threads(
+        lambda i: arrow_column(names[i], i, columns[i], missing_values), range(len(names)), cells >= 200_000
+    )
+
+
+def in_threads(work: Callable[[int], Any], items: Sequence[int], worth_it: bool = True) -> list[Any]:
+    """``[work(i) for i in items]``, on every core when ``worth_it``: pyarrow's kernels and NumPy's
+    copies release the GIL, so the cores that just parsed the file share the conversion too."""
+    workers = min(len(items), os.cpu_count() or 1)
+    if workers < 2 or not worth_it:
+        return [work(i) for i in items]
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-        return list(pool.map(lambda job: arrow_column(job[1][0], job[0], job[1][1], missing_values), jobs))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(work, items))
 
 
 def arrow_column(name: str, position: int, column: Any, missing_values: Sequence[str]) -> RawColumn:
@@ -206,29 +222,47 @@ def arrow_column(name: str, position: int, column: Any, missing_values: Sequence
     tokens = set(missing_values)
     is_token = np.array([word in tokens for word in words] + [True])
     missing = is_token[indices]
-    numbers = [None if token else parse_number(word) for word, token in zip(words, is_token, strict=False)]
-    if all(v is not None or token for v, token in zip(numbers, is_token, strict=False)):
-        lookup = np.array([np.nan if v is None else v for v in numbers] + [np.nan], dtype=np.float64)
+    numbers = _numbers(words, is_token)
+    if numbers is not None:
+        lookup = np.array([*numbers, np.nan], dtype=np.float64)
         values = lookup[indices]
         return RawColumn(name, position, values, missing | np.isnan(values))
     text = np.array([("" if token else word) for word, token in zip(words, is_token, strict=False)] + [""])
     return RawColumn(name, position, text.astype(np.str_)[indices], missing)
 
 
+def _numbers(words: list[str], is_token: Array) -> list[float] | None:
+    """Each word as a number (NaN for a missing-value token), or None at the first that is not one
+    (an ID column of 100,000 names stops at its first)."""
+    numbers = []
+    for word, token in zip(words, is_token.tolist(), strict=False):
+        value = np.nan if token else parse_number(word)
+        if value is None:
+            return None
+        numbers.append(value)
+    return numbers
+
+
 def float_matrix(table: Any, columns: Sequence[int]) -> Array | None:
     """The float64 columns ``c{i}`` of a pyarrow Table as one C-contiguous (n, f) array, filled in
     place block by block (no per-column concatenation, no transposed copy; a block of rows stays in
-    cache while its columns are written). None when a cell is null."""
+    cache while its columns are written), the blocks shared among the cores. None when a cell is
+    null."""
     names = [f"c{i}" for i in columns]
     if any(table.column(name).null_count for name in names):
         return None
+    batches = table.select(names).to_batches()
+    starts = np.cumsum([0] + [batch.num_rows for batch in batches])
     x = np.empty((table.num_rows, len(names)), dtype=np.float64)
-    start = 0
-    for batch in table.select(names).to_batches():
-        block = x[start : start + batch.num_rows]
-        for j, array in enumerate(batch.columns):
-            block[:, j] = array.to_numpy(zero_copy_only=False)
-        start += batch.num_rows
+
+    def fill(share: int) -> None:
+        for k in range(share, len(batches), workers):
+            block = x[starts[k] : starts[k + 1]]
+            for j, array in enumerate(batches[k].columns):
+                block[:, j] = array.to_numpy(zero_copy_only=False)
+
+    workers = max(1, min(len(batches), os.cpu_count() or 1, 8))
+    in_threads(fill, range(workers), x.size >= 1_000_000)
     return x
 
 
