@@ -1,5 +1,7 @@
-"""CSV files as numbers only (the format-version-1 contract): pyarrow reads the file
-(``nnctl.data.raw``); a per-line path names the file, line and column of a bad cell."""
+"""CSV files as numbers only (the format-version-1 contract). The fast path: pyarrow reads the
+feature columns straight as float64 into one C-contiguous (n, f) array (``nnctl.data.raw``); any
+cell it cannot read exactly sends the file to the per-line path, which names the file, line and
+column of the bad cell."""
 
 from __future__ import annotations
 

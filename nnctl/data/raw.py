@@ -1,13 +1,15 @@
 """Raw tables: every column of a CSV or Parquet file as it is, before any preprocessing.
 
-The CSV reader is pyarrow's (multithreaded C++, about 3x faster than ``np.loadtxt`` here and level
-with pandas' C engine; see ``benchmarks/csv_read.py``), imported inside the functions that use it
-so that ``nnctl --help`` never pays for it. Every column is read as text with the missing-value
-tokens turned into nulls, then converted to float64 in one vectorized cast where every present
-cell is a number; other columns stay text. When pyarrow refuses the file (a ragged row, bad
-quoting, bytes that are not UTF-8), the pure-Python reader in ``nnctl.data.csv`` reads it again
-to name the line that is wrong. Line numbers of data rows are computed only when a message needs
-one, so the fast path never pays for them either.
+The CSV reader is pyarrow's (multithreaded C++; figures against the previous ``np.loadtxt``
+reader and pandas' C engine in docs/data.md, "Reading speed", from ``benchmarks/csv_read.py``),
+imported inside the functions that use it so that ``nnctl --help`` never pays for it. pyarrow
+infers each column's type, the missing-value tokens already nulls: numbers become float64 in one
+copy (NaN where missing); any other column is dictionary-encoded once, and only its distinct cells
+are stripped, checked against the tokens and tried as numbers. Columns convert on every core.
+When pyarrow refuses the file (a ragged row, bad quoting, bytes that are not UTF-8), the
+pure-Python reader in ``nnctl.data.csv`` reads it again to name the line that is wrong. Line
+numbers of data rows are computed only when a message needs one, so the fast path never pays for
+them either.
 """
 
 from __future__ import annotations
@@ -183,10 +185,17 @@ def arrow_columns(
     )
 
 
+def cores() -> int:
+    """The cores this process may run on (``taskset`` and containers restrict them)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 def in_threads(work: Callable[[int], Any], items: Sequence[int], worth_it: bool = True) -> list[Any]:
     """``[work(i) for i in items]``, on every core when ``worth_it``: pyarrow's kernels and NumPy's
     copies release the GIL, so the cores that just parsed the file share the conversion too."""
-    workers = min(len(items), os.cpu_count() or 1)
+    workers = min(len(items), cores())
     if workers < 2 or not worth_it:
         return [work(i) for i in items]
     from concurrent.futures import ThreadPoolExecutor
@@ -261,7 +270,7 @@ def float_matrix(table: Any, columns: Sequence[int]) -> Array | None:
             for j, array in enumerate(batches[k].columns):
                 block[:, j] = array.to_numpy(zero_copy_only=False)
 
-    workers = max(1, min(len(batches), os.cpu_count() or 1, 8))
+    workers = max(1, min(len(batches), cores(), 8))
     in_threads(fill, range(workers), x.size >= 1_000_000)
     return x
 
