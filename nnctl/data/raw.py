@@ -224,20 +224,19 @@ def arrow_column(name: str, position: int, column: Any, missing_values: Sequence
         column = pc.cast(column, pa.string())
     encoded = pc.dictionary_encode(column).combine_chunks()
     indices = encoded.indices  # int32; a null cell becomes -1: the last entry of each lookup below
-    if indices.null_count:
-        indices = indices.fill_null(-1)
-    indices = indices.to_numpy(zero_copy_only=False)
+    nulls = indices.null_count
+    indices = (indices.fill_null(-1) if nulls else indices).to_numpy(zero_copy_only=False)
     words = [str(word).strip() for word in encoded.dictionary.to_pylist()]
     tokens = set(missing_values)
     is_token = np.array([word in tokens for word in words] + [True])
-    missing = is_token[indices]
+    missing = is_token[indices] if nulls or is_token[:-1].any() else np.zeros(len(indices), dtype=bool)
     numbers = _numbers(words, is_token)
     if numbers is not None:
         lookup = np.array([*numbers, np.nan], dtype=np.float64)
         values = lookup[indices]
         return RawColumn(name, position, values, missing | np.isnan(values))
     text = np.array([("" if token else word) for word, token in zip(words, is_token, strict=False)] + [""])
-    return RawColumn(name, position, text.astype(np.str_)[indices], missing)
+    return RawColumn(name, position, np.take(text, indices), missing)
 
 
 def _numbers(words: list[str], is_token: Array) -> list[float] | None:
