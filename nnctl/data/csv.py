@@ -126,7 +126,9 @@ def load_csv(
     """Every feature a finite number (the format-version-1 contract): pyarrow reads the file;
     when any cell is not a finite number the per-line reader below names it exactly."""
     table = _load_csv_fast(source, data, targets, feature_names, require_target)
-    return table or _load_csv_slowly(source, data, targets, feature_names, require_target)
+    if table is None:
+        return _load_csv_slowly(source, data, targets, feature_names, require_target)
+    return table
 
 
 def _load_csv_fast(
