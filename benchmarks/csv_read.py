@@ -1,4 +1,4 @@
-"""CSV reading, side by side: nnctl's reader before the tables issue (``np.loadtxt``, commit
+"""CSV reading, side by side: nnctl's reader before pyarrow (``np.loadtxt``, commit
 85c6bf2, kept verbatim in ``benchmarks/previous_reader.py``), nnctl's reader now (pyarrow), and
 pandas' C engine.
 

@@ -1,6 +1,6 @@
 """The PREVIOUS CSV reader, kept only so that ``benchmarks/csv_read.py`` can time it side by side.
 
-Verbatim from git commit 85c6bf2 (the reader before the tables issue, issue 12): the bodies of
+Verbatim from git commit 85c6bf2 (the reader before pyarrow and tabular data): the bodies of
 ``nnctl/data/table.py`` and ``nnctl/data/csv.py`` of that commit, concatenated, with the imports
 merged; ``load_table`` below is that commit's ``nnctl.data.load.load_table`` for a CSV path. Not
 used by nnctl; do not edit (re-create with ``git show 85c6bf2:nnctl/data/csv.py``).
