@@ -1,11 +1,14 @@
-"""CSV files as numbers only (the format-version-1 contract): pyarrow reads the file
-(``nnctl.data.raw``); a per-line path names the file, line and column of a bad cell."""
+"""CSV files as numbers only (the format-version-1 contract). The fast path: pyarrow reads the
+feature columns straight as float64 into one C-contiguous (n, f) array (``nnctl.data.raw``); any
+cell it cannot read exactly sends the file to the per-line path, which names the file, line and
+column of the bad cell."""
 
 from __future__ import annotations
 
 import csv
 import io
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,6 +23,9 @@ from nnctl.data.table import (
     show_cell,
 )
 from nnctl.errors import DataError
+
+if TYPE_CHECKING:
+    from nnctl.data.raw import RawColumn
 
 # ---------------------------------------------------------------------------------------------
 # CSV
@@ -119,42 +125,86 @@ def load_csv(
 ) -> Table:
     """Every feature a finite number (the format-version-1 contract): pyarrow reads the file;
     when any cell is not a finite number the per-line reader below names it exactly."""
-    from nnctl.data.raw import read_csv
-
-    try:
-        raw = read_csv(source, data, missing_values=())
-    except DataError:
+    table = _load_csv_fast(source, data, targets, feature_names, require_target)
+    if table is None:
         return _load_csv_slowly(source, data, targets, feature_names, require_target)
-    names = raw.names
+    return table
+
+
+def _load_csv_fast(
+    source: str,
+    data: bytes,
+    targets: list[str] | None,
+    feature_names: list[str] | None,
+    require_target: bool,
+) -> Table | None:
+    """pyarrow reads the feature columns straight as float64 into one (n, f) array and the target
+    columns as text (their distinct cells parsed once, as the slow path parses them); the other
+    columns (a row index, columns a checkpoint does not use) are split but never converted. None
+    when anything is amiss: the slow path then names it."""
+    from nnctl.data.raw import (
+        arrow_column,
+        first_line,
+        float_matrix,
+        read_csv_arrow,
+        sniff_delimiter,
+        split_header,
+    )
+
+    sep = sniff_delimiter(first_line(data))
+    try:
+        names = parse_header(source, 1, split_header(data, sep), allow_index=True)
+    except DataError:
+        return None
+    if not names:
+        return None
     candidates = names if names[0] else names[1:]  # an empty first name: a row index, never a feature
     offset = len(names) - len(candidates)
     fidx, tidx = select_columns(source, candidates, targets, feature_names, require_target)
     fidx, tidx = [i + offset for i in fidx], [i + offset for i in tidx]
-    features = [raw.columns[i] for i in fidx]
-    target_columns = [raw.columns[i] for i in tidx]
-    clean = all(c.numeric and not c.missing.any() and np.isfinite(c.values).all() for c in features)
-    numeric_targets = all(c.numeric for c in target_columns)
-    if not clean or (target_columns and numeric_targets and any(c.missing.any() for c in target_columns)):
-        return _load_csv_slowly(source, data, targets, feature_names, require_target)
-    if target_columns and not numeric_targets and any(c.numeric for c in target_columns):
-        return _load_csv_slowly(source, data, targets, feature_names, require_target)
-    x = np.column_stack([c.values for c in features]) if features else np.empty((raw.n_rows, 0))
+    read = read_csv_arrow(data, sep, (), floats=fidx, texts=tidx, only=sorted(set(fidx + tidx)))
+    if read is None:
+        return None
+    arrow = read[1]
+    x = float_matrix(arrow, fidx)
+    if x is None or not _all_finite(x):
+        return None
     y = None
-    if target_columns:
-        if numeric_targets:
-            y = np.column_stack([c.values for c in target_columns])
-            if not np.isfinite(y).all():
-                return _load_csv_slowly(source, data, targets, feature_names, require_target)
-        else:
-            cells = np.column_stack([c.values for c in target_columns])
-            y = finish_targets(cells, lambda r, c: raw.locate(r, target_columns[c]))
+    if tidx:
+        try:
+            columns = [arrow_column(names[i], i, arrow.column(f"c{i}"), ()) for i in tidx]
+        except Exception:  # pyarrow refused a cell (bytes that are not UTF-8): the slow reader names it
+            return None
+        y = _targets(source, data, sep, columns)
+        if y is None:
+            return None
     return Table(
-        x=np.ascontiguousarray(x, dtype=np.float64),
+        x=x,
         y=y,
         feature_names=[names[i] for i in fidx],
         target_names=[names[i] for i in tidx],
         source=source,
     )
+
+
+def _all_finite(x: Array) -> bool:
+    # min/max propagate NaN and expose +-inf without an (n, f) boolean temporary.
+    return x.size == 0 or bool(np.isfinite(x.min()) and np.isfinite(x.max()))
+
+
+def _targets(source: str, data: bytes, sep: str, columns: list[RawColumn]) -> Array | None:
+    """(n, k) float64 when every target column is numbers, text when none is; None (the slow path
+    decides) for a mix, or for a missing or non-finite number."""
+    from nnctl.data.raw import RawTable, csv_locator
+
+    if all(c.numeric for c in columns):
+        y = np.column_stack([c.values for c in columns])
+        return y if np.isfinite(y).all() else None
+    if any(c.numeric for c in columns):
+        return None
+    raw = RawTable(source, columns, len(columns[0].values), csv_locator(source, data, sep))
+    cells = np.column_stack([c.values for c in columns])
+    return finish_targets(cells, lambda r, c: raw.locate(r, columns[c]))
 
 
 def _load_csv_slowly(

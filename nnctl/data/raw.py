@@ -1,19 +1,22 @@
 """Raw tables: every column of a CSV or Parquet file as it is, before any preprocessing.
 
-The CSV reader is pyarrow's (multithreaded C++, about 3x faster than ``np.loadtxt`` here and level
-with pandas' C engine; see ``benchmarks/csv_read.py``), imported inside the functions that use it
-so that ``nnctl --help`` never pays for it. Every column is read as text with the missing-value
-tokens turned into nulls, then converted to float64 in one vectorized cast where every present
-cell is a number; other columns stay text. When pyarrow refuses the file (a ragged row, bad
-quoting, bytes that are not UTF-8), the pure-Python reader in ``nnctl.data.csv`` reads it again
-to name the line that is wrong. Line numbers of data rows are computed only when a message needs
-one, so the fast path never pays for them either.
+The CSV reader is pyarrow's (multithreaded C++; figures against the previous ``np.loadtxt``
+reader and pandas' C engine in docs/data.md, "Reading speed", from ``benchmarks/csv_read.py``),
+imported inside the functions that use it so that ``nnctl --help`` never pays for it. pyarrow
+infers each column's type, the missing-value tokens already nulls: numbers become float64 in one
+copy (NaN where missing); any other column is dictionary-encoded once, and only its distinct cells
+are stripped, checked against the tokens and tried as numbers. Columns convert on every core.
+When pyarrow refuses the file (a ragged row, bad quoting, bytes that are not UTF-8), the
+pure-Python reader in ``nnctl.data.csv`` reads it again to name the line that is wrong. Line
+numbers of data rows are computed only when a message needs one, so the fast path never pays for
+them either.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,22 +100,19 @@ def read_csv(
     from nnctl.data.csv import parse_header, read_rows_slowly
 
     sep = delimiter or sniff_delimiter(first_line(data))
-    table = _read_csv_arrow(source, data, sep, missing_values)
-    if table is None:  # pyarrow refused: the slow reader names the line (or reads what it can)
+    read = read_csv_arrow(data, sep, missing_values)
+    converted = None
+    if read is not None:
+        names, table = read
+        parse_header(source, 1, names, allow_index=True)
+        try:
+            converted = arrow_columns(names, [table.column(i) for i in range(len(names))], missing_values)
+        except Exception:  # pyarrow refused a cell (bytes that are not UTF-8): the slow reader names it
+            converted = None
+    if converted is None:  # pyarrow refused: the slow reader names the line (or reads what it can)
         names, rows, linenos = read_rows_slowly(source, data, sep)
         return _table_from_rows(source, names, rows, linenos, missing_values)
-    names, columns, n_rows = table
-    header_line = _header_line(data)
-    parse_header(source, header_line, _split_header(data, sep), allow_index=True)
-    lines = _LazyLines(data, sep, header_line)
-    try:
-        converted = [
-            _column(n, i, c, missing_values) for i, (n, c) in enumerate(zip(names, columns, strict=True))
-        ]
-    except Exception:  # pyarrow refused a cell (bytes that are not UTF-8): the slow reader names it
-        names, rows, linenos = read_rows_slowly(source, data, sep)
-        return _table_from_rows(source, names, rows, linenos, missing_values)
-    return RawTable(source, converted, n_rows, lambda r: f"{source}:{lines[r]}")
+    return RawTable(source, converted, table.num_rows, csv_locator(source, data, sep))
 
 
 def _header_line(data: bytes) -> int:
@@ -122,31 +122,45 @@ def _header_line(data: bytes) -> int:
     return 1
 
 
-def _split_header(data: bytes, sep: str) -> list[str]:
+def split_header(data: bytes, sep: str) -> list[str]:
+    """The cells of the first non-blank line, as written (not stripped)."""
     text = first_line(data)
     return next(csv.reader([text], delimiter=sep)) if text else []
 
 
-def _read_csv_arrow(
-    source: str, data: bytes, sep: str, missing_values: Sequence[str]
-) -> tuple[list[str], list[object], int] | None:
-    """(names, pyarrow string columns, rows), or None when pyarrow cannot read the file."""
+def read_csv_arrow(
+    data: bytes,
+    sep: str,
+    missing_values: Sequence[str],
+    *,
+    floats: Sequence[int] = (),
+    texts: Sequence[int] = (),
+    only: Sequence[int] = (),
+) -> tuple[list[str], Any] | None:
+    """(header cells, pyarrow Table with a column per header cell), or None when pyarrow cannot read
+    the file. Every column's type is inferred, except that the columns ``floats`` are read as
+    float64 (a cell that is not a number then refuses the file, as ``float(cell)`` would) and the
+    columns ``texts`` as text (an integer column would read "-0" as 0, not float's -0.0). With
+    ``only``, just those columns are converted (the others are still split, so a ragged row is
+    still refused); the table's columns keep their file positions' names, ``c0``, ``c1``, ..."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
     if b"\x00" in data or not first_line(data) or _header_line(data) != 1:
         return None  # the slow reader names the problem, or reads leading blank lines
     try:
-        header = _split_header(data, sep)
-        width = len(header)
-        if width == 0:
+        header = split_header(data, sep)
+        if not header:
             return None
-        generated = [f"c{i}" for i in range(width)]
+        generated = [f"c{i}" for i in range(len(header))]
         table = pacsv.read_csv(
             pa.py_buffer(data),
-            read_options=pacsv.ReadOptions(column_names=generated, skip_rows=_header_line(data)),
+            read_options=pacsv.ReadOptions(column_names=generated, skip_rows=1),
             parse_options=pacsv.ParseOptions(delimiter=sep, newlines_in_values=b'"' in data),
             convert_options=pacsv.ConvertOptions(
+                column_types={generated[i]: pa.float64() for i in floats}
+                | {generated[i]: pa.string() for i in texts},
+                include_columns=[generated[i] for i in only],
                 null_values=list(missing_values),
                 strings_can_be_null=bool(missing_values),
                 quoted_strings_can_be_null=bool(missing_values),
@@ -158,10 +172,39 @@ def _read_csv_arrow(
         return None
     if table.num_rows == 0:
         return None
-    return header, [table.column(i) for i in range(width)], table.num_rows
+    return header, table
 
 
-def _column(name: str, position: int, column: Any, missing_values: Sequence[str]) -> RawColumn:
+def arrow_columns(
+    names: Sequence[str], columns: Sequence[Any], missing_values: Sequence[str]
+) -> list[RawColumn]:
+    """Each pyarrow column as a RawColumn, the columns shared among the cores."""
+    cells = sum(len(c) for c in columns)
+    return in_threads(
+        lambda i: arrow_column(names[i], i, columns[i], missing_values), range(len(names)), cells >= 200_000
+    )
+
+
+def cores() -> int:
+    """The cores this process may run on (``taskset`` and containers restrict them)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def in_threads(work: Callable[[int], Any], items: Sequence[int], worth_it: bool = True) -> list[Any]:
+    """``[work(i) for i in items]``, on every core when ``worth_it``: pyarrow's kernels and NumPy's
+    copies release the GIL, so the cores that just parsed the file share the conversion too."""
+    workers = min(len(items), cores())
+    if workers < 2 or not worth_it:
+        return [work(i) for i in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(work, items))
+
+
+def arrow_column(name: str, position: int, column: Any, missing_values: Sequence[str]) -> RawColumn:
     """A pyarrow column as a RawColumn: float64 when pyarrow read numbers, else through a
     dictionary of its distinct cells (few, as a rule): those are stripped, checked against the
     missing-value tokens and tried as numbers once each, and the rows become indices into them.
@@ -174,33 +217,67 @@ def _column(name: str, position: int, column: Any, missing_values: Sequence[str]
     if pa.types.is_null(kind):  # every cell missing
         return RawColumn(name, position, np.full(len(column), np.nan), np.ones(len(column), dtype=bool))
     if pa.types.is_integer(kind) or pa.types.is_floating(kind):
-        return _numeric_column(name, position, column)
+        # One copy: nulls come out as NaN, integers as float64 (rounded as float(text) rounds them).
+        values = np.asarray(column.to_numpy(), dtype=np.float64)
+        return RawColumn(name, position, values, np.isnan(values))
     if not pa.types.is_string(kind) and not pa.types.is_large_string(kind):
         column = pc.cast(column, pa.string())
     encoded = pc.dictionary_encode(column).combine_chunks()
-    indices = np.asarray(encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+    indices = encoded.indices  # int32; a null cell becomes -1: the last entry of each lookup below
+    nulls = indices.null_count
+    indices = (indices.fill_null(-1) if nulls else indices).to_numpy(zero_copy_only=False)
     words = [str(word).strip() for word in encoded.dictionary.to_pylist()]
     tokens = set(missing_values)
-    is_token = np.array([word in tokens for word in words] + [True])  # the last: a null cell
-    missing = is_token[indices]
-    numbers = [None if token else parse_number(word) for word, token in zip(words, is_token, strict=False)]
-    if all(v is not None or token for v, token in zip(numbers, is_token, strict=False)):
-        lookup = np.array([np.nan if v is None else v for v in numbers] + [np.nan], dtype=np.float64)
+    is_token = np.array([word in tokens for word in words] + [True])
+    missing = is_token[indices] if nulls or is_token[:-1].any() else np.zeros(len(indices), dtype=bool)
+    numbers = _numbers(words, is_token)
+    if numbers is not None:
+        lookup = np.array([*numbers, np.nan], dtype=np.float64)
         values = lookup[indices]
         return RawColumn(name, position, values, missing | np.isnan(values))
     text = np.array([("" if token else word) for word, token in zip(words, is_token, strict=False)] + [""])
-    return RawColumn(name, position, text.astype(np.str_)[indices], missing)
+    return RawColumn(name, position, np.take(text, indices), missing)
 
 
-def _numeric_column(name: str, position: int, column: Any) -> RawColumn:
-    import pyarrow as pa
+def _numbers(words: list[str], is_token: Array) -> list[float] | None:
+    """Each word as a number (NaN for a missing-value token), or None at the first that is not one
+    (an ID column of 100,000 names stops at its first)."""
+    numbers = []
+    for word, token in zip(words, is_token.tolist(), strict=False):
+        value = np.nan if token else parse_number(word)
+        if value is None:
+            return None
+        numbers.append(value)
+    return numbers
 
-    if column.type != pa.float64():
-        column = column.cast(pa.float64())
-    if column.null_count:
-        column = column.fill_null(np.nan)
-    values = np.asarray(column.to_numpy(), dtype=np.float64)
-    return RawColumn(name, position, values, np.isnan(values))
+
+def float_matrix(table: Any, columns: Sequence[int]) -> Array | None:
+    """The float64 columns ``c{i}`` of a pyarrow Table as one C-contiguous (n, f) array, filled in
+    place block by block (no per-column concatenation, no transposed copy; a block of rows stays in
+    cache while its columns are written), the blocks shared among the cores. None when a cell is
+    null."""
+    names = [f"c{i}" for i in columns]
+    if any(table.column(name).null_count for name in names):
+        return None
+    batches = table.select(names).to_batches()
+    starts = np.cumsum([0] + [batch.num_rows for batch in batches])
+    x = np.empty((table.num_rows, len(names)), dtype=np.float64)
+
+    def fill(share: int) -> None:
+        for k in range(share, len(batches), workers):
+            block = x[starts[k] : starts[k + 1]]
+            for j, array in enumerate(batches[k].columns):
+                block[:, j] = array.to_numpy(zero_copy_only=False)
+
+    workers = max(1, min(len(batches), cores(), 8))
+    in_threads(fill, range(workers), x.size >= 1_000_000)
+    return x
+
+
+def csv_locator(source: str, data: bytes, sep: str) -> Callable[[int], str]:
+    """Data row (0-based) -> "file.csv:LINE" for a file whose header is its first line."""
+    lines = _LazyLines(data, sep, 1)
+    return lambda row: f"{source}:{lines[row]}"
 
 
 class _LazyLines:
