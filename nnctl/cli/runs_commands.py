@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -75,34 +76,75 @@ def sweep(
 ) -> None:
     """Train many variants of CONFIG (a grid or a random space), locally or on a Dask cluster."""
     from nnctl.cli.sweep import sweep_main
+
+    tls = (tls_ca_file, tls_cert, tls_key)
+    _run_until_interrupted(
+        "sweep",
+        "trials",
+        lambda: sweep_main(
+            config,
+            grid=grid or [],
+            random=random,
+            seed=seed,
+            monitor=monitor,
+            folds=folds,
+            force=force,
+            **_workers(jobs, scheduler, dask_local, tls, retries),
+            **_shared_options("sweep", out, set_, quiet, mlflow, mlflow_experiment),
+        ),
+    )
+
+
+def _shared_options(
+    command: str,
+    out: Path | None,
+    overrides: list[str] | None,
+    quiet: bool,
+    mlflow: str | None,
+    mlflow_experiment: str | None,
+) -> dict[str, Any]:
+    """The options sweep and cv take alike: the folder, the --set overrides, output and tracking."""
     from nnctl.cli.tracking import runs_tracker
+
+    return {
+        "out": out,
+        "overrides": overrides or [],
+        "quiet": quiet,
+        "console": make_console(),
+        "tracker": runs_tracker(mlflow, mlflow_experiment, command),
+    }
+
+
+def _workers(
+    jobs: int | None,
+    scheduler: str | None,
+    dask_local: int | None,
+    tls: tuple[Path | None, ...],
+    retries: int,
+) -> dict[str, Any]:
+    """Where sweep and cv run their trials or folds: local processes or a Dask cluster."""
     from nnctl.sweep.executors import tls_security
 
+    security = tls_security(scheduler, *tls)
+    return {
+        "jobs": jobs,
+        "scheduler": scheduler,
+        "dask_local": dask_local,
+        "security": security,
+        "retries": retries,
+    }
+
+
+def _run_until_interrupted(command: str, parts: str, work: Callable[[], int]) -> NoReturn:
+    """Exit with ``work()``'s status; SIGINT/SIGTERM stop it at once (exit 130/143), keeping the
+    ``parts`` (trials, folds) that finished."""
     signals = Signals(stop_now)
     try:
         with signals:
-            code = sweep_main(
-                config,
-                grid=grid or [],
-                random=random,
-                seed=seed,
-                monitor=monitor,
-                jobs=jobs,
-                scheduler=scheduler,
-                dask_local=dask_local,
-                out=out,
-                retries=retries,
-                overrides=set_ or [],
-                quiet=quiet,
-                console=make_console(),
-                folds=folds,
-                security=tls_security(scheduler, tls_ca_file, tls_cert, tls_key),
-                tracker=runs_tracker(mlflow, mlflow_experiment, "sweep"),
-                force=force,
-            )
+            code = work()
     except KeyboardInterrupt:
         make_console(stderr=True).print(
-            "[yellow]sweep interrupted[/]: finished trials are kept; run again to resume"
+            f"[yellow]{command} interrupted[/]: finished {parts} are kept; run again to resume"
         )
         raise typer.Exit(signals.exit_code) from None
     raise typer.Exit(code)
@@ -137,33 +179,19 @@ def cv(
 ) -> None:
     """K-fold cross-validation: every fold a run folder; per-fold metrics, mean and std in cv.csv/cv.json."""
     from nnctl.cli.cv import cv_main
-    from nnctl.cli.tracking import runs_tracker
-    from nnctl.sweep.executors import tls_security
 
-    signals = Signals(stop_now)
-    try:
-        with signals:
-            code, *_ = cv_main(
-                config,
-                folds=folds,
-                out=out,
-                refit=refit,
-                jobs=jobs,
-                scheduler=scheduler,
-                dask_local=dask_local,
-                security=tls_security(scheduler, tls_ca_file, tls_cert, tls_key),
-                retries=retries,
-                overrides=set_ or [],
-                quiet=quiet,
-                console=make_console(),
-                tracker=runs_tracker(mlflow, mlflow_experiment, "cv"),
-            )
-    except KeyboardInterrupt:
-        make_console(stderr=True).print(
-            "[yellow]cv interrupted[/]: finished folds are kept; run again to resume"
-        )
-        raise typer.Exit(signals.exit_code) from None
-    raise typer.Exit(code)
+    tls = (tls_ca_file, tls_cert, tls_key)
+    _run_until_interrupted(
+        "cv",
+        "folds",
+        lambda: cv_main(
+            config,
+            folds=folds,
+            refit=refit,
+            **_workers(jobs, scheduler, dask_local, tls, retries),
+            **_shared_options("cv", out, set_, quiet, mlflow, mlflow_experiment),
+        )[0],
+    )
 
 
 # ---------------------------------------------------------------------------------------------
