@@ -11,25 +11,24 @@ Keys (format version 2; version 1 had no ``preprocessing``):
 * ``train_state``: 0-d string, JSON (random-generator states, position in the epoch, schedule and
   early-stopping state); ``opt_*``: the optimizer's state arrays
 
-Loading trusts nothing. The archive is read member by member with ``zipfile``, and every ``.npy``
-header is inspected before any data is read: an object dtype (a pickle, which could run code) is
-refused without being unpickled, and a header that claims more bytes than its member holds is
-refused before anything is allocated. Then the format marker and version, every expected key (and
-no other), shapes against the stored config, dtypes, finiteness, the class list, the normalization
-statistics, the training state and the optimizer state are checked. Any problem is one
+Loading trusts nothing. The archive is read by ``nnctl.npz`` (the hardened reader data ``.npz``
+files share): member by member with ``zipfile``, every ``.npy`` header inspected before any data is
+read, so an object dtype (a pickle, which could run code) is refused without being unpickled, and a
+header that claims more bytes than its member holds is refused before anything is allocated. Then
+the format marker and version, every expected key (and no other), shapes against the stored config,
+dtypes, finiteness, the class list, the normalization statistics, the training state and the
+optimizer state are checked. Any problem is one
 ``CheckpointError`` that names the file and says what is wrong.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import re
 import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
@@ -45,6 +44,7 @@ from nnctl.config import MAX_PARAMETER_BYTES, Config, check_parameter_budget, va
 from nnctl.data.columns import Preprocessing
 from nnctl.errors import CheckpointError, ConfigError, TrainingFailed
 from nnctl.files import atomic_write_with
+from nnctl.npz import NPY_MAGIC, ZIP_MAGIC, NpzArchive, NpzMember, NpzProblem, NpzRules, first_line
 
 OPTIMIZER_PREFIX = "opt_"
 
@@ -52,13 +52,12 @@ OPTIMIZER_PREFIX = "opt_"
 MAX_TEXT_BYTES = 64 * 1024**2
 #: Largest total (uncompressed) size of a checkpoint: the parameter budget plus room for text.
 MAX_CHECKPOINT_BYTES = MAX_PARAMETER_BYTES + 1024**3
-_MAX_MEMBERS = 100_000
-_MAX_NPY_HEADER = 10_000
-_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-#: numpy dtype kinds a checkpoint may hold: bool, integers, floats, unicode text.
-_KINDS = {"b": "bool", "i": "integer", "u": "unsigned integer", "f": "float", "U": "text"}
-_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
-_NPY_MAGIC = b"\x93NUMPY"
+#: What a checkpoint archive may hold: bool, integers, floats, unicode text.
+_RULES = NpzRules(
+    kinds={"b": "bool", "i": "integers", "u": "integers", "f": "floats", "U": "text"},
+    holder="a checkpoint",
+    max_total_bytes=MAX_CHECKPOINT_BYTES,
+)
 
 
 @dataclass
@@ -139,17 +138,14 @@ def load_checkpoint(path: Path | str) -> Checkpoint:
                 return _Reader(path, archive).checkpoint()
     except CheckpointError:
         raise
+    except NpzProblem as problem:
+        raise CheckpointError(f"{path}: {problem}") from None
     except MemoryError:
         raise CheckpointError(f"{path}: too large to load into memory") from None
     except Exception as exc:  # any other failure to parse a stranger's bytes: a corrupt file
         raise CheckpointError(
-            f"{path}: not a readable .npz checkpoint (truncated or corrupt: {_reason(exc)})"
+            f"{path}: not a readable .npz checkpoint (truncated or corrupt: {first_line(exc)})"
         ) from None
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
 
 
 def _check_file(path: Path) -> None:
@@ -166,26 +162,13 @@ def _check_file(path: Path) -> None:
         raise CheckpointError(f"{path}: not a usable path ({exc})") from None
     if not head:
         raise CheckpointError(f"{path}: the file is empty; not an nnctl checkpoint")
-    if head.startswith(_NPY_MAGIC):
+    if head.startswith(NPY_MAGIC):
         raise CheckpointError(f"{path}: a single .npy array, not an .npz checkpoint written by nnctl train")
-    if not head.startswith(_ZIP_MAGIC):
+    if not head.startswith(ZIP_MAGIC):
         raise CheckpointError(
             f"{path}: not an .npz checkpoint (the file does not start with a zip signature; "
             f"first bytes {head[:4]!r})"
         )
-
-
-@dataclass
-class _Member:
-    info: zipfile.ZipInfo
-    shape: tuple[int, ...]
-    fortran: bool
-    dtype: np.dtype
-    offset: int  # where the data start, after the .npy header
-
-    @property
-    def nbytes(self) -> int:
-        return math.prod(self.shape) * self.dtype.itemsize
 
 
 class _Reader:
@@ -193,61 +176,13 @@ class _Reader:
 
     def __init__(self, path: Path, archive: zipfile.ZipFile) -> None:
         self.path = path
-        self.archive = archive
-        self.members: dict[str, _Member] = {}
-        infos = archive.infolist()
-        if len(infos) > _MAX_MEMBERS:
-            raise CheckpointError(f"{path}: {len(infos):,} archive members; not an nnctl checkpoint")
-        total = sum(info.file_size for info in infos)
-        if total > MAX_CHECKPOINT_BYTES:
-            raise CheckpointError(
-                f"{path}: declares {total:,} bytes of arrays, over the {MAX_CHECKPOINT_BYTES:,} limit"
-            )
-        for info in infos:
-            key = info.filename[:-4] if info.filename.endswith(".npy") else None
-            if key is None or not _KEY.match(key):
-                raise CheckpointError(
-                    f"{path}: unexpected archive member {info.filename!r}; not an nnctl checkpoint"
-                )
-            if key in self.members:
-                raise CheckpointError(f"{path}: the array '{key}' appears twice; the file was tampered with")
-            self.members[key] = self._header(key, info)
-
-    def _header(self, key: str, info: zipfile.ZipInfo) -> _Member:
-        with self.archive.open(info) as handle:
-            version = np.lib.format.read_magic(handle)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle, _MAX_NPY_HEADER)
-            elif version == (2, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle, _MAX_NPY_HEADER)
-            else:
-                raise CheckpointError(
-                    f"{self.path}: '{key}' uses .npy format {version}, which nnctl never wrote"
-                )
-            offset = handle.tell()
-        if dtype.hasobject:
-            raise CheckpointError(
-                f"{self.path}: '{key}' contains pickled Python objects, which nnctl never loads "
-                "(they can run code)"
-            )
-        if dtype.kind not in _KINDS or dtype.fields is not None or dtype.subdtype is not None:
-            raise CheckpointError(
-                f"{self.path}: '{key}' has dtype {dtype}; a checkpoint holds only numbers and text"
-            )
-        if dtype.itemsize == 0 or any(not isinstance(n, int) or n < 0 for n in shape):
-            raise CheckpointError(f"{self.path}: '{key}' has an invalid header ({dtype}, shape {shape})")
-        member = _Member(info, tuple(shape), bool(fortran), dtype, offset)
-        if offset + member.nbytes != info.file_size:
-            raise CheckpointError(
-                f"{self.path}: '{key}' declares {member.nbytes:,} bytes of data ({dtype}, shape "
-                f"{tuple(shape)}) but holds {info.file_size - offset:,}; the file is truncated or corrupt"
-            )
-        return member
+        self.npz = NpzArchive(archive, _RULES)
+        self.members = self.npz.members
 
     def has(self, key: str) -> bool:
         return key in self.members
 
-    def header(self, key: str, needed_for: str = "the stored config needs it") -> _Member:
+    def header(self, key: str, needed_for: str = "the stored config needs it") -> NpzMember:
         if key not in self.members:
             raise CheckpointError(f"{self.path}: missing array '{key}' ({needed_for})")
         return self.members[key]
@@ -256,16 +191,7 @@ class _Reader:
         member = self.header(key)
         if member.dtype.kind == "U" and member.nbytes > MAX_TEXT_BYTES:
             raise CheckpointError(f"{self.path}: '{key}' holds {member.nbytes:,} bytes of text; too large")
-        with self.archive.open(member.info) as handle:
-            _skip(handle, member.offset)
-            flat = np.empty(math.prod(member.shape), dtype=member.dtype)
-            view = flat.view(np.uint8)
-            got = handle.readinto(view) if view.size else 0
-            if got != view.size or handle.read(1):  # reading to the end also checks the CRC
-                raise CheckpointError(f"{self.path}: '{key}' is truncated")
-        if member.fortran:
-            return np.ascontiguousarray(flat.reshape(member.shape[::-1]).T)
-        return flat.reshape(member.shape)
+        return self.npz.read(key)
 
     # -- the checkpoint, field by field --------------------------------------------------------
     def checkpoint(self) -> Checkpoint:
@@ -367,7 +293,7 @@ class _Reader:
         try:
             parsed = json.loads(str(self.read(key)[()]))
         except (ValueError, RecursionError) as exc:  # JSONDecodeError, huge integers, deep nesting
-            raise CheckpointError(f"{self.path}: '{key}' is not valid JSON ({_reason(exc)})") from None
+            raise CheckpointError(f"{self.path}: '{key}' is not valid JSON ({first_line(exc)})") from None
         if not isinstance(parsed, dict):
             raise CheckpointError(f"{self.path}: '{key}' must be a JSON object, not {type(parsed).__name__}")
         return parsed
@@ -443,11 +369,3 @@ class _Reader:
                 raise CheckpointError(f"{self.path}: {name} is negative")
             state[key] = value
         return state
-
-
-def _skip(handle: IO[bytes], count: int) -> None:
-    while count > 0:
-        chunk = handle.read(min(count, 1 << 16))
-        if not chunk:
-            raise EOFError("unexpected end of member")
-        count -= len(chunk)

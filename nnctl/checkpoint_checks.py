@@ -5,16 +5,13 @@ generator states, the schedule state). Each problem is one ``CheckpointError`` n
 from __future__ import annotations
 
 import math
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from nnctl.config import Config
 from nnctl.engine.metrics import TASKS, tasks_for_cost
 from nnctl.errors import CheckpointError
-from nnctl.training.state import LoopState
+from nnctl.training.state import LoopState, valid_generator_state
 
 FORMAT = "nnctl-checkpoint"
 FORMAT_VERSION = 2
@@ -107,31 +104,6 @@ def check_targets(
         )
 
 
-#: LoopState fields and the checks on their JSON values (fields not listed: any JSON value).
-_LOOP_CHECKS = {
-    "epoch": ("a non-negative integer", lambda v: _is_int(v) and v >= 0),
-    "batch": ("a non-negative integer", lambda v: _is_int(v) and v >= 0),
-    "step": ("a non-negative integer", lambda v: _is_int(v) and v >= 0),
-    "best_epoch": ("a non-negative integer", lambda v: _is_int(v) and v >= 0),
-    "wait": ("a non-negative integer", lambda v: _is_int(v) and v >= 0),
-    "loss_sum": ("a finite number", _is_number),
-    "best_value": ("a finite number or null", lambda v: v is None or _is_number(v)),
-    "stopped_early": ("true or false", lambda v: isinstance(v, bool)),
-    "epoch_start_shuffle": ("a generator state or null", lambda v: v is None or _valid_generator(v)),
-    "schedule": ("a mapping", lambda v: isinstance(v, dict)),
-}
-
-
-def _valid_generator(state: Any) -> bool:
-    if not isinstance(state, dict):
-        return False
-    try:
-        np.random.default_rng(0).bit_generator.state = state
-    except (ValueError, TypeError, KeyError, OverflowError, IndexError):
-        return False
-    return True
-
-
 def check_train_state(
     path: Path, state: dict[str, Any], meta: dict[str, Any], config: Config
 ) -> dict[str, Any]:
@@ -139,14 +111,9 @@ def check_train_state(
     loop, generators = state.get("loop"), state.get("generators")
     if not isinstance(loop, dict) or not isinstance(generators, dict):
         raise CheckpointError(f"{path}: train_state needs 'loop' and 'generators' mappings")
-    names = {f.name for f in fields(LoopState)}
-    unknown = sorted(set(loop) - names)
-    if unknown:
-        raise CheckpointError(f"{path}: train_state.loop has unknown key '{unknown[0]}'")
-    for key, value in loop.items():
-        what, valid = _LOOP_CHECKS.get(key, ("", lambda v: True))
-        if not valid(value):
-            raise CheckpointError(f"{path}: train_state.loop.{key} must be {what}, not {value!r}")
+    problem = LoopState.json_problem(loop)
+    if problem is not None:
+        raise CheckpointError(f"{path}: train_state.{problem}")
     for key in ("epoch", "batch"):
         if key in loop and key in meta and loop[key] != meta[key]:
             raise CheckpointError(
@@ -163,6 +130,6 @@ def check_train_state(
             f"({config.training.schedule.name}: keys {sorted(expected)})"
         )
     for name in ("shuffle", "dropout"):
-        if not _valid_generator(generators.get(name)):
+        if not valid_generator_state(generators.get(name)):
             raise CheckpointError(f"{path}: train_state.generators.{name} is not a valid generator state")
     return state

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from nnctl.engine.metrics import higher_is_better
 from nnctl.errors import NnctlError
-
-#: History columns ranked higher-is-better; every other metric column is a loss (lower is better).
-MAXIMIZED_SUFFIXES = ("accuracy", "r2", "f1", "auc", "precision")
 
 
 @dataclass
@@ -38,16 +37,12 @@ class Comparison:
         finite = [(v, e) for v, e in zip(values, run.epochs, strict=False) if math.isfinite(v)]
         if not finite:
             return None
-        pick = max if maximized(metric) else min
+        pick = max if higher_is_better(metric) else min
         return pick(finite, key=lambda pair: pair[0])
 
     def final(self, run: RunRecord, metric: str) -> float | None:
         values = run.history.get(metric) or []
         return values[-1] if values and math.isfinite(values[-1]) else None
-
-
-def maximized(metric: str) -> bool:
-    return metric.endswith(MAXIMIZED_SUFFIXES)
 
 
 def compare_runs(folders: list[Path]) -> Comparison:
@@ -131,20 +126,21 @@ def _read_history(path: Path) -> tuple[dict[str, list[float]], list[int]]:
     return columns, epochs
 
 
-def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(node: Any, prefix: str = "", item: Callable[[str, int], str] = "{}[{}]".format) -> dict[str, Any]:
     """``{"training": {"learning_rate": 0.1}}`` -> ``{"training.learning_rate": 0.1}``; list items
-    as ``model.layers[0].units``; a component ``{name: relu}`` stays one value."""
+    as ``model.layers[0].units`` (``item(prefix, index)`` names them); a component ``{name: relu}``
+    stays one value."""
     if isinstance(node, dict):
         if set(node) == {"name"} and prefix:
             return {prefix: node["name"]}
         out: dict[str, Any] = {}
         for key, value in node.items():
-            out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+            out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key), item))
         return out
-    if isinstance(node, list) and any(isinstance(item, dict | list) for item in node):
+    if isinstance(node, list) and any(isinstance(entry, dict | list) for entry in node):
         out = {}
-        for index, item in enumerate(node):
-            out.update(flatten(item, f"{prefix}[{index}]"))
+        for index, entry in enumerate(node):
+            out.update(flatten(entry, item(prefix, index), item))
         return out
     return {prefix: node}
 

@@ -15,9 +15,9 @@ kept in ``errors`` for the CLI to report, and logging stops.
 from __future__ import annotations
 
 import contextlib
-import csv
 import logging
 import math
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -25,7 +25,9 @@ from typing import Any
 
 import yaml
 
+from nnctl.compare import flatten
 from nnctl.errors import NnctlError
+from nnctl.runs import RunFolder
 from nnctl.training.loop import Callback, Trainer
 
 #: History columns that are bookkeeping, not metrics of the model.
@@ -35,19 +37,8 @@ NOT_METRICS = {"epoch"}
 def flatten_params(node: Any, prefix: str = "") -> dict[str, str]:
     """A config mapping as MLflow params: dotted keys (list items as ``.0``), values as text;
     a component ``{name: relu}`` is the one param ``...activation = relu`` plus its settings."""
-    if isinstance(node, dict):
-        if set(node) == {"name"} and prefix:
-            return {prefix: str(node["name"])}
-        out: dict[str, str] = {}
-        for key, value in node.items():
-            out.update(flatten_params(value, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    if isinstance(node, list) and any(isinstance(item, dict | list) for item in node):
-        out = {}
-        for index, item in enumerate(node):
-            out.update(flatten_params(item, f"{prefix}.{index}"))
-        return out
-    return {prefix: "null" if node is None else str(node)}
+    flat = flatten(node, prefix, item="{}.{}".format)
+    return {key: "null" if value is None else str(value) for key, value in flat.items()}
 
 
 class MlflowStore:
@@ -240,7 +231,7 @@ class RunsTracker:
         self.store.params(run_id, flatten_params(config))
         self.store.text(run_id, config_text(config), "config.yaml")
         if folder is not None:
-            self.store.metrics(run_id, history_metrics(_read_rows(folder / "history.csv")))
+            self.store.metrics(run_id, history_metrics(_history_rows(folder)))
             names = ("best.npz", "last.npz", "history.csv", "config.yaml", "trial.json")
             self.store.files(run_id, [folder / n for n in names], "run")
         self.store.end(run_id, "FINISHED" if trial.status == "done" else "FAILED")
@@ -253,9 +244,9 @@ class RunsTracker:
         self.store.end(self.parent, "FINISHED" if ok else "FAILED")
 
 
-def _read_rows(path: Path) -> list[dict[str, str]]:
+def _history_rows(folder: Path) -> list[dict[str, Any]]:
+    """A trial's history.csv rows; none when the folder is gone or unreadable (logging never fails)."""
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            return list(csv.DictReader(handle))
+        return RunFolder(folder).read_history(up_to_epoch=sys.maxsize)
     except OSError:
         return []

@@ -18,7 +18,7 @@ from nnctl.checkpoint import Checkpoint, load_checkpoint
 from nnctl.config import Config, apply_override, load_config, validate_config
 from nnctl.data.load import load_table
 from nnctl.data.normalize import Normalizer
-from nnctl.data.table import preview
+from nnctl.data.table import missing_column, preview
 from nnctl.data.tabular import is_tabular, read_table, target_values
 from nnctl.data.targets import TargetEncoder
 from nnctl.errors import CheckpointError, ConfigError, DataError, NnctlError, did_you_mean
@@ -382,12 +382,7 @@ def raw_rows(checkpoint: Checkpoint, path: Path, *, require_target: bool) -> Raw
     names = list(by_name)
     for name in preprocessing.input_names:
         if name not in by_name:
-            raise DataError(
-                f"{raw.source}: no column '{name}', which the model needs as an input "
-                f"(columns: {preview(names)})",
-                hint=did_you_mean(name, names)
-                or f"the rows need the model's input columns: {preview(preprocessing.input_names)}",
-            )
+            raise missing_column(raw.source, name, names, "needs as an input", preprocessing.input_names)
     rows = np.arange(raw.n_rows)
     notes: list[str] = []
     y = None

@@ -1,5 +1,6 @@
-"""The CLI's two shared mechanisms (nnctl/cli/app.py): the one NnctlError handler that every command
-runs under, and the one signal mechanism. A command added the usual way gets both."""
+"""The CLI's two shared mechanisms: the one NnctlError handler that every command runs under
+(nnctl/cli/app.py), and the one signal mechanism (nnctl/cli/common.py). A command added the usual
+way gets both."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from nnctl.cli.app import _Commands, _Signals
+from nnctl.cli.app import _Commands
+from nnctl.cli.common import Signals
 from nnctl.errors import ConfigError, TrainingFailed
 
 
@@ -65,7 +67,7 @@ def test_the_cli_module_catches_nnctl_error_in_one_place() -> None:
 def test_signals_reach_the_handler_and_the_old_handlers_come_back(sig: signal.Signals, code: int) -> None:
     before = signal.getsignal(sig)
     seen: list[str] = []
-    with _Signals(seen.append) as signals:
+    with Signals(seen.append) as signals:
         assert signal.getsignal(sig) != before
         os.kill(os.getpid(), sig)
     assert seen == [sig.name] == signals.received

@@ -143,11 +143,12 @@ def test_reliability_page_names_existing_tests_and_marks_only_open_promises_xfai
         "I": "test_interrupts.py",
         "F": "test_fuzz.py",
         "L": "test_run_locks.py",
+        "N": "test_npz_data.py",
     }
     checked = 0
     for row in page.splitlines():
         cells = row.split("|")
-        if len(cells) < 4 or not re.search(r"\b[RIFL] `test_", cells[-2]):
+        if len(cells) < 4 or not re.search(r"\b[RIFLN] `test_", cells[-2]):
             continue
         source = (REPO / "tests" / files[cells[-2].strip()[0]]).read_text(encoding="utf-8")
         for name in re.findall(r"`(test_\w+)", cells[-2]):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import mmap as mmap_module
+import warnings
 import zipfile
 import zlib
 from pathlib import Path
@@ -13,6 +14,7 @@ import numpy as np
 
 from nnctl.data.table import Array, Table, check_finite_targets, check_finite_x, finish_targets, preview
 from nnctl.errors import DataError
+from nnctl.npz import NPY_MAGIC, NpzArchive, NpzProblem, NpzRules, first_line
 
 NPZ_HINT = "save the data with np.savez(path, x=features, y=targets)"
 # Everything np.load / NpzFile.__getitem__ raise on corrupt, truncated or hostile archives.
@@ -30,6 +32,12 @@ NPZ_ERRORS = (
     MemoryError,
     OverflowError,
 )
+#: What a data archive may hold: numbers (x and y) and text or bytes (class labels in y); other
+#: arrays beside x and y are allowed but checked the same way (and never read).
+_DATA_RULES = NpzRules(
+    kinds={**dict.fromkeys("biufc", "numbers"), "U": "text", "S": "text"},
+    holder="a data .npz",
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -37,27 +45,10 @@ NPZ_ERRORS = (
 
 
 def load_npz(source: str, data: bytes | Path, feature_names: list[str] | None, require_target: bool) -> Table:
-    try:
-        handle = io.BytesIO(data) if isinstance(data, bytes) else data
-        loaded = np.load(handle, allow_pickle=False)  # never unpickle: arbitrary code
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise DataError(f"{source}: a single .npy array, not an .npz archive", hint=NPZ_HINT)
-        with loaded:
-            files = list(loaded.files)
-            x = loaded["x"] if "x" in files else None
-            y = loaded["y"] if "y" in files else None
-    except DataError:
-        raise
-    except NPZ_ERRORS as exc:
-        if isinstance(exc, ValueError) and "allow_pickle" in str(exc):
-            raise DataError(
-                f"{source}: holds pickled (object) data, which is never loaded: it could run code",
-                hint="store plain numeric arrays: np.savez(path, x=x.astype(float), y=y)",
-            ) from exc
-        reason = f"{type(exc).__name__}: {exc}"
-        raise DataError(f"{source}: not a readable .npz archive ({reason})", hint=NPZ_HINT) from exc
+    """Arrays ``x`` and (optionally) ``y`` of an ``.npz``, read by the hardened ``nnctl.npz`` reader."""
+    x, y, names = _read_npz_xy(source, data)
     if x is None:
-        raise DataError(f"{source}: no array 'x' (arrays: {preview(files) or 'none'})", hint=NPZ_HINT)
+        raise DataError(f"{source}: no array 'x' (arrays: {preview(names) or 'none'})", hint=NPZ_HINT)
     x = _check_npz_x(source, x, feature_names)
     n, f = x.shape
     if y is None:
@@ -74,6 +65,34 @@ def load_npz(source: str, data: bytes | Path, feature_names: list[str] | None, r
         target_names=["y"] if k == 1 else [f"y{i}" for i in range(k)],
         source=source,
     )
+
+
+def _read_npz_xy(source: str, data: bytes | Path) -> tuple[Array | None, Array | None, list[str]]:
+    """(x or None, y or None, every array's name); every problem is one DataError naming ``source``."""
+    head = data[:8] if isinstance(data, bytes) else _head(source, data)
+    if head.startswith(NPY_MAGIC):
+        raise DataError(f"{source}: a single .npy array, not an .npz archive", hint=NPZ_HINT)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. numpy's "created on Python 2" header warning
+            with zipfile.ZipFile(io.BytesIO(data) if isinstance(data, bytes) else data) as archive:
+                npz = NpzArchive(archive, _DATA_RULES)
+                x, y = (npz.read(key) if key in npz.members else None for key in ("x", "y"))
+                return x, y, list(npz.members)
+    except NpzProblem as problem:
+        raise DataError(f"{source}: {problem}", hint=NPZ_HINT) from None
+    except MemoryError:
+        raise DataError(f"{source}: too large to load into memory") from None
+    except NPZ_ERRORS as exc:  # any other failure to parse a stranger's bytes: a corrupt file
+        raise DataError(f"{source}: not a readable .npz archive ({first_line(exc)})", hint=NPZ_HINT) from None
+
+
+def _head(source: str, path: Path) -> bytes:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(8)
+    except OSError as exc:
+        raise DataError(f"{source}: cannot read the file ({exc.strerror or exc})") from None
 
 
 def _check_npz_x(source: str, x: Array, feature_names: list[str] | None) -> Array:

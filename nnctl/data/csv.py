@@ -178,13 +178,7 @@ def _load_csv_fast(
         y = _targets(source, data, sep, columns)
         if y is None:
             return None
-    return Table(
-        x=x,
-        y=y,
-        feature_names=[names[i] for i in fidx],
-        target_names=[names[i] for i in tidx],
-        source=source,
-    )
+    return _table(source, x, y, names, fidx, tidx)
 
 
 def _all_finite(x: Array) -> bool:
@@ -208,11 +202,7 @@ def _targets(source: str, data: bytes, sep: str, columns: list[RawColumn]) -> Ar
 
 
 def _load_csv_slowly(
-    source: str,
-    data: bytes,
-    targets: list[str] | None,
-    feature_names: list[str] | None,
-    require_target: bool,
+    source: str, data: bytes, targets: list[str] | None, feature_names: list[str] | None, require_target: bool
 ) -> Table:
     text = _decode(source, data)
     rows: list[str] = []
@@ -233,6 +223,13 @@ def _load_csv_slowly(
     parsed = _parse_fast(source, rows, linenos, names, fidx, tidx)
     x, ycells = parsed if parsed is not None else _parse_slow(source, rows, linenos, names, fidx, tidx)
     y = None if ycells is None else finish_targets(ycells, _cell_locator(source, linenos, names, tidx))
+    return _table(source, x, y, names, fidx, tidx)
+
+
+def _table(
+    source: str, x: Array, y: Array | None, names: list[str], fidx: list[int], tidx: list[int]
+) -> Table:
+    """The features (columns ``fidx`` of ``names``) as float64 and the targets (columns ``tidx``)."""
     return Table(
         x=np.ascontiguousarray(x, dtype=np.float64),
         y=y,

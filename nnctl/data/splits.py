@@ -79,12 +79,7 @@ def split_indices(
 
 
 def fold_split(
-    n: int,
-    test: float,
-    k: int,
-    index: int,
-    rng: np.random.Generator,
-    strata: Array | None = None,
+    n: int, test: float, k: int, index: int, rng: np.random.Generator, strata: Array | None = None
 ) -> tuple[Array, Array, Array]:
     """(train, validation, test) for fold ``index`` (1-based) of ``k``-fold cross-validation.
 

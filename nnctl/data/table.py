@@ -60,6 +60,16 @@ def show_cell(cell: str, limit: int = 40) -> str:
     return repr(cell if len(cell) <= limit else cell[: limit - 3] + "...")
 
 
+def missing_column(source: str, name: str, names: list[str], role: str, needed: Sequence[str]) -> DataError:
+    """A column the model needs is not in ``source`` (which has ``names``): the nearest name, else the
+    columns needed."""
+    return DataError(
+        f"{source}: no column '{name}', which the model {role} (columns: {preview(names)})",
+        hint=did_you_mean(name, names)
+        or f"the file needs the columns the model was trained on: {preview(needed)}",
+    )
+
+
 def preview(items: Sequence[str], limit: int = 12) -> str:
     shown = ", ".join(items[:limit])
     return shown if len(items) <= limit else f"{shown}, ... ({len(items)} in all)"
@@ -95,12 +105,7 @@ def select_columns(
             raise DataError(f"the expected feature names repeat a name: {preview(feature_names)}")
         for name in feature_names:
             if name not in index:
-                raise DataError(
-                    f"{source}: no column '{name}', which the model expects as a feature "
-                    f"(columns: {preview(names)})",
-                    hint=did_you_mean(name, names)
-                    or f"the file needs the columns the model was trained on: {preview(feature_names)}",
-                )
+                raise missing_column(source, name, names, "expects as a feature", feature_names)
         wanted = targets if targets is not None else [n for n in names[-1:] if n not in feature_names]
         clash = [t for t in wanted if t in feature_names]
         if clash:

@@ -122,20 +122,8 @@ class Trainer:
 
     def snapshot(self) -> tuple[dict[str, Any], dict[str, Array]]:
         """(train_state JSON, optimizer arrays): all that resume needs besides the weights."""
-        loop = self.loop
         state = {
-            "loop": {
-                "epoch": loop.epoch,
-                "batch": loop.batch,
-                "step": loop.step,
-                "loss_sum": loop.loss_sum,
-                "epoch_start_shuffle": loop.epoch_start_shuffle,
-                "best_value": loop.best_value,
-                "best_epoch": loop.best_epoch,
-                "wait": loop.wait,
-                "stopped_early": loop.stopped_early,
-                "schedule": loop.schedule,
-            },
+            "loop": self.loop.to_json(),
             "generators": {
                 "shuffle": self.shuffle_rng.bit_generator.state,
                 "dropout": self.dropout_rng.bit_generator.state,

@@ -191,12 +191,6 @@ def prepare_tabular(config: Config, data: TabularData) -> Prepared:
     features = normalize_features(x, normalizer, dtype, in_place=True)
     targets = encoder.encode(data.y, source=data.source).astype(dtype)
     weights = resolve_class_weights(config, task, encoder, strata, train_idx)
-
-    def part(indices: Array) -> Split | None:
-        return Split(features, targets, indices) if indices.size else None
-
-    train = part(train_idx)
-    assert train is not None  # split_indices never returns an empty training part
     return Prepared(
         config,
         task,
@@ -205,9 +199,7 @@ def prepare_tabular(config: Config, data: TabularData) -> Prepared:
         preprocessing.feature_names,
         list(data.target_names),
         data.source,
-        train,
-        part(val_idx),
-        part(test_idx),
+        *_splits(features, targets, (train_idx, val_idx, test_idx)),
         preprocessing=preprocessing,
         class_weights=weights,
         notes=list(data.notes),
@@ -276,12 +268,6 @@ def prepare_table(config: Config, table: Table, *, consume: bool = False) -> Pre
         features, per_batch = table.x.astype(dtype, copy=False), None
     else:
         features, per_batch = normalize_features(table.x, normalizer, dtype, in_place=consume), None
-
-    def part(indices: Array) -> Split | None:
-        return Split(features, targets, indices, per_batch) if indices.size else None
-
-    train = part(train_idx)
-    assert train is not None  # split_indices never returns an empty training part
     return Prepared(
         config,
         task,
@@ -290,11 +276,20 @@ def prepare_table(config: Config, table: Table, *, consume: bool = False) -> Pre
         list(table.feature_names),
         list(table.target_names),
         table.source,
-        train,
-        part(val_idx),
-        part(test_idx),
+        *_splits(features, targets, (train_idx, val_idx, test_idx), per_batch),
         class_weights=resolve_class_weights(config, task, encoder, strata, train_idx),
     )
+
+
+def _splits(
+    features: Array, targets: Array, rows: tuple[Array, Array, Array], per_batch: Normalizer | None = None
+) -> tuple[Split, Split | None, Split | None]:
+    """(train, validation, test) views of the one features/targets pair; an empty part is None."""
+    train, validation, test = (
+        Split(features, targets, part, per_batch) if part.size else None for part in rows
+    )
+    assert train is not None  # split_indices never returns an empty training part
+    return train, validation, test
 
 
 def normalize_features(x: Array, normalizer: Normalizer, dtype: np.dtype, *, in_place: bool) -> Array:

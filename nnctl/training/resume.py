@@ -85,7 +85,7 @@ def trainer_from_checkpoint(
     """
     net = network_from_checkpoint(checkpoint)
     saved = checkpoint.train_state
-    loop = LoopState(**saved["loop"])
+    loop = LoopState.from_json(saved["loop"])
     optimizer_state = {key: value.copy() for key, value in checkpoint.optimizer_state.items()}
     return Trainer(
         prepared,
