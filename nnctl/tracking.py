@@ -1,4 +1,5 @@
-"""Experiment tracking in MLflow (``--mlflow URI`` on train, sweep and cv; ``pip install 'nnctl[mlflow]'``).
+"""Experiment tracking in MLflow (``--mlflow URI`` on train, sweep and cv; the ``mlflow`` extra:
+``pip install -e '.[mlflow]'`` in nnctl's checkout).
 
 What a run records: the whole resolved config as flattened params (``training.learning_rate``,
 ``model.layers.0.units``) and as ``config.yaml``; every epoch's history row as metrics with the epoch
@@ -50,7 +51,7 @@ class MlflowStore:
         except ImportError:
             raise NnctlError(
                 "--mlflow needs MLflow",
-                hint="pip install 'nnctl[mlflow]' (mlflow-skinny with sqlite support)",
+                hint="in nnctl's checkout: pip install -e '.[mlflow]' (mlflow-skinny with sqlite support)",
             ) from None
         for name in ("mlflow", "alembic"):  # their INFO lines (database set-up) are not ours to show
             logging.getLogger(name).setLevel(logging.WARNING)

@@ -26,7 +26,7 @@ from typing import Any
 from nnctl.config import Config, apply_override, validate_config
 from nnctl.errors import NnctlError
 from nnctl.files import atomic_write_text
-from nnctl.sweep.plan import Plan, Trial, config_hash, load_tables, read_spec, ship_tables
+from nnctl.sweep.plan import Plan, Trial, config_hash, load_tables, read_base, ship_tables
 from nnctl.sweep.store import _read_history, find_finished
 from nnctl.training.prepare import prepare_loaded
 
@@ -81,13 +81,8 @@ def refit_config_raw(raw: dict[str, Any]) -> dict[str, Any]:
 def build_cv_plan(config_path: Path, k: int, overrides: Sequence[str], refit: bool) -> CvPlan:
     """Every fold's (and the refit's) resolved, validated config and the data, before anything runs."""
     check_folds(k)
-    base_raw, base_path, _spec = read_spec(config_path)
-    for assignment in overrides:
-        apply_override(base_raw, assignment)
-    if not base_raw.get("name"):
-        base_raw["name"] = base_path.stem
+    base_raw, base_path, _spec, base = read_base(config_path, overrides)
     source = str(base_path)
-    base = validate_config(copy.deepcopy(base_raw), source)
     folds = [
         _trial(index, f"fold{index}", fold_config_raw(base_raw, k, index), base, f"{source} (fold {index})")
         for index in range(1, k + 1)

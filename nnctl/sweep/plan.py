@@ -135,6 +135,17 @@ def config_hash(config: Config) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:10]
 
 
+def read_base(config_path: Path, overrides: Sequence[str]) -> tuple[dict[str, Any], Path, SweepSpec, Config]:
+    """The base config of a sweep or cv: its raw mapping with ``--set`` applied and a name, where it
+    came from, its ``sweep:`` spec, and the validated config."""
+    base_raw, base_path, file_spec = read_spec(config_path)
+    for assignment in overrides:
+        apply_override(base_raw, assignment)
+    if not base_raw.get("name"):
+        base_raw["name"] = base_path.stem
+    return base_raw, base_path, file_spec, validate_config(copy.deepcopy(base_raw), str(base_path))
+
+
 def build_plan(
     config_path: Path,
     *,
@@ -145,13 +156,8 @@ def build_plan(
     overrides: Sequence[str],
 ) -> Plan:
     """Resolve and validate every trial (schema and data checks) before anything runs."""
-    base_raw, base_path, file_spec = read_spec(config_path)
-    for assignment in overrides:
-        apply_override(base_raw, assignment)
-    if not base_raw.get("name"):
-        base_raw["name"] = base_path.stem
+    base_raw, base_path, file_spec, base = read_base(config_path, overrides)
     source = str(base_path)
-    base = validate_config(copy.deepcopy(base_raw), source)
     spec = merge_specs(file_spec, grid)
     sweep_seed = seed if seed else (file_spec.seed or 0)
     assignments = sample_assignments(spec, random if random is not None else spec.trials, sweep_seed)
