@@ -4,14 +4,13 @@ generator states, the schedule state). Each problem is one ``CheckpointError`` n
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 from nnctl.config import Config
 from nnctl.engine.metrics import TASKS, tasks_for_cost
 from nnctl.errors import CheckpointError
-from nnctl.training.state import LoopState, valid_generator_state
+from nnctl.training.state import LoopState, is_finite_number, valid_generator_state
 
 FORMAT = "nnctl-checkpoint"
 FORMAT_VERSION = 2
@@ -19,10 +18,6 @@ FORMAT_VERSION = 2
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def check_meta(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
@@ -67,7 +62,7 @@ def check_class_weights(path: Path, meta: dict[str, Any], classes: list[str] | N
         classes is None
         or not isinstance(weights, list)
         or len(weights) != len(classes)
-        or not all(_is_number(w) and w > 0 for w in weights)
+        or not all(is_finite_number(w) and w > 0 for w in weights)
     ):
         raise CheckpointError(f"{path}: meta.class_weights must hold one positive number per class")
 
@@ -124,7 +119,7 @@ def check_train_state(
         raise CheckpointError(f"{path}: saved mid-epoch without the epoch's shuffle state")
     schedule = loop.get("schedule", {})
     expected = config.training.schedule.initial_state()
-    if set(schedule) != set(expected) or not all(v is None or _is_number(v) for v in schedule.values()):
+    if set(schedule) != set(expected) or not all(v is None or is_finite_number(v) for v in schedule.values()):
         raise CheckpointError(
             f"{path}: train_state.loop.schedule {schedule!r} does not fit the stored schedule "
             f"({config.training.schedule.name}: keys {sorted(expected)})"

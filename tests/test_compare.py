@@ -95,3 +95,36 @@ def test_bad_folders_are_one_clear_error(runs: list[Path], tmp_path: Path, make,
     outcome = invoke("compare", *make(tmp_path, runs))
     assert outcome.code == 2
     assert expected in outcome.stderr
+
+
+def test_one_flattener_names_list_items_for_compare_and_for_mlflow() -> None:
+    """compare's keys (``[0]``) and MLflow's params (``.0``, text) come from the one flattener: a
+    component ``{name: relu}`` stays one value, nested list items are named at every depth."""
+    from nnctl.compare import flatten
+    from nnctl.tracking import flatten_params
+
+    node = {
+        "model": {"layers": [{"units": 4, "activation": {"name": "relu"}}, {"units": 1}]},
+        "training": {"schedule": {"name": "constant"}, "epochs": 3},
+        "data": {"drop": ["a", "b"], "target": None, "grid": [[{"k": 1}]]},
+    }
+    assert flatten(node) == {
+        "model.layers[0].units": 4,
+        "model.layers[0].activation": "relu",
+        "model.layers[1].units": 1,
+        "training.schedule": "constant",
+        "training.epochs": 3,
+        "data.drop": ["a", "b"],
+        "data.target": None,
+        "data.grid[0][0].k": 1,
+    }
+    assert flatten_params(node) == {
+        "model.layers.0.units": "4",
+        "model.layers.0.activation": "relu",
+        "model.layers.1.units": "1",
+        "training.schedule": "constant",
+        "training.epochs": "3",
+        "data.drop": "['a', 'b']",
+        "data.target": "null",
+        "data.grid.0.0.k": "1",
+    }

@@ -19,7 +19,8 @@ def _non_negative_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def _finite_number(value: Any) -> bool:
+def is_finite_number(value: Any) -> bool:
+    """A JSON number (not a bool) that is finite: what every float field of a checkpoint holds."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -51,14 +52,14 @@ class LoopState:
     batch: int = field(default=0, metadata=_COUNT)
     step: int = field(default=0, metadata=_COUNT)  # optimizer steps taken in total
     # running sum of batch_loss * batch_size in the current epoch
-    loss_sum: float = field(default=0.0, metadata=_check("a finite number", _finite_number))
+    loss_sum: float = field(default=0.0, metadata=_check("a finite number", is_finite_number))
     # shuffle generator state at epoch start
     epoch_start_shuffle: dict[str, Any] | None = field(
         default=None,
         metadata=_check("a generator state or null", lambda v: v is None or valid_generator_state(v)),
     )
     best_value: float | None = field(
-        default=None, metadata=_check("a finite number or null", lambda v: v is None or _finite_number(v))
+        default=None, metadata=_check("a finite number or null", lambda v: v is None or is_finite_number(v))
     )
     best_epoch: int = field(default=0, metadata=_COUNT)
     wait: int = field(default=0, metadata=_COUNT)  # epochs without improvement (early stopping)
