@@ -218,6 +218,18 @@ def history_rows(run: Path) -> tuple[list[str], list[dict[str, str]]]:
         return list(reader.fieldnames or []), rows
 
 
+def weights(path: str | os.PathLike[str]) -> dict[str, bytes]:
+    """The bytes of every W and b array of a checkpoint, by name: equal dicts, bit-identical weights."""
+    with np.load(path, allow_pickle=False) as npz:
+        return {k: npz[k].tobytes() for k in npz.files if k[0] in "Wb" and k[1:].isdigit()}
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    """A CSV file's rows as dicts keyed by its header."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
 def weights_equal(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
     """Every W*/b* array of two checkpoints bit-identical (and the same set of them)."""
     with np.load(a, allow_pickle=False) as x, np.load(b, allow_pickle=False) as y:

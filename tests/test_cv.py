@@ -5,7 +5,6 @@ alone, the data's own split and numpy's statistics."""
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from helpers import CONFIGS, invoke
+from helpers import CONFIGS, invoke, read_rows, weights
 
 from nnctl.config import load_config
 from nnctl.data.splits import fold_split, split_indices
@@ -22,16 +21,6 @@ from nnctl.training.prepare import prepare
 IRIS = CONFIGS / "iris.yaml"
 K = 3
 EPOCHS = "training.epochs=4"
-
-
-def weights(path: Path) -> dict[str, bytes]:
-    with np.load(path, allow_pickle=False) as npz:
-        return {k: npz[k].tobytes() for k in npz.files if k[0] in "Wb" and k[1:].isdigit()}
-
-
-def read_rows(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from helpers import weights
 from rich.console import Console
 from sweep_faults import kill_one_worker
 from typer.testing import CliRunner
@@ -62,11 +63,6 @@ def nnctl(*args: Any, env: dict[str, str] | None = None) -> tuple[int, str]:
 def summary(folder: Path) -> dict[str, dict[str, str]]:
     with (folder / "summary.csv").open(newline="", encoding="utf-8") as handle:
         return {row["overrides"]: row for row in csv.DictReader(handle)}
-
-
-def weights(path: Path) -> dict[str, bytes]:
-    with np.load(path, allow_pickle=False) as npz:
-        return {k: npz[k].tobytes() for k in npz.files if k[0] in "Wb" and k[1:].isdigit()}
 
 
 def overrides_of(lr: float, units: int) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from helpers import CONFIGS, DATASETS, invoke
+from helpers import CONFIGS, DATASETS, invoke, read_rows, weights
 
 from nnctl.checkpoint import load_checkpoint
 from nnctl.config import load_config
@@ -30,16 +30,6 @@ EPOCHS = "training.epochs=4"
 WEIGHTED = "training.class_weight=balanced"
 LRS = [0.01, 0.05]
 K = 3
-
-
-def weights(path: Path) -> dict[str, bytes]:
-    with np.load(path, allow_pickle=False) as npz:
-        return {k: npz[k].tobytes() for k in npz.files if k[0] in "Wb" and k[1:].isdigit()}
-
-
-def read_rows(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
 
 
 @pytest.fixture(scope="module")

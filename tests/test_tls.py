@@ -9,9 +9,8 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
-from helpers import CONFIGS, invoke
+from helpers import CONFIGS, invoke, weights
 
 distributed = pytest.importorskip("distributed")
 pytest.importorskip("cryptography")
@@ -49,11 +48,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dic
     ) as local:
         assert local.scheduler_address.startswith("tls://127.0.0.1:")
         yield local.scheduler_address, write_certificates(security, tmp_path_factory.mktemp("certs"))
-
-
-def weights(path: Path) -> dict[str, bytes]:
-    with np.load(path, allow_pickle=False) as npz:
-        return {k: npz[k].tobytes() for k in npz.files if k[0] in "Wb" and k[1:].isdigit()}
 
 
 def tls_options(files: dict[str, Path]) -> list[object]:
