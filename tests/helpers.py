@@ -218,6 +218,21 @@ def history_rows(run: Path) -> tuple[list[str], list[dict[str, str]]]:
         return list(reader.fieldnames or []), rows
 
 
+UNPICKLED: list[str] = []  # "ran" once per PicklePayload unpickled
+
+
+def _record_unpickle() -> str:
+    UNPICKLED.append("ran")
+    return "payload"
+
+
+class PicklePayload:
+    """Unpickling this appends to ``UNPICKLED``: proof of whether a loader executed a pickle."""
+
+    def __reduce__(self) -> tuple[object, tuple[()]]:
+        return (_record_unpickle, ())
+
+
 def weights(path: str | os.PathLike[str]) -> dict[str, bytes]:
     """The bytes of every W and b array of a checkpoint, by name: equal dicts, bit-identical weights."""
     with np.load(path, allow_pickle=False) as npz:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import UNPICKLED, PicklePayload
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -326,30 +327,17 @@ def test_npz_errors(tmp_path: Path, arrays: dict[str, np.ndarray], expected: str
     assert err.message.startswith(f"{path}: ") and expected in err.message
 
 
-UNPICKLED: list[str] = []
-
-
-def _record_unpickle() -> str:
-    UNPICKLED.append("ran")
-    return "payload"
-
-
-class _Payload:
-    """Unpickling this calls _record_unpickle: proof of whether the loader executed the pickle."""
-
-    def __reduce__(self) -> tuple[object, tuple[()]]:
-        return (_record_unpickle, ())
-
-
 def test_npz_pickle_payload_refused(tmp_path: Path) -> None:
+    UNPICKLED.clear()
     path = tmp_path / "evil.npz"
-    np.savez(path, x=np.ones((2, 2)), y=np.array([_Payload(), None], dtype=object))  # pickled on save
+    np.savez(path, x=np.ones((2, 2)), y=np.array([PicklePayload(), None], dtype=object))  # pickled on save
     err = data_error(path)
     assert str(path) in err.message and "pickled" in err.message
     assert UNPICKLED == []
     with np.load(path, allow_pickle=True) as archive:  # the payload is live: loading it would run it
         archive["y"]
     assert UNPICKLED == ["ran"]
+    UNPICKLED.clear()
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import invoke
+from helpers import UNPICKLED, PicklePayload, invoke
 
 CONFIG = """\
 name: npz-data
@@ -24,20 +24,6 @@ training: {epochs: 1, batch_size: 4, learning_rate: 0.1}
 
 X = np.arange(24, dtype=np.float64).reshape(8, 3) / 10
 Y = np.array([0, 1, 0, 1, 1, 0, 1, 0])
-
-UNPICKLED: list[str] = []
-
-
-def _record_unpickle() -> str:
-    UNPICKLED.append("ran")
-    return "payload"
-
-
-class _Payload:
-    """Unpickling this calls _record_unpickle: proof of whether the loader executed the pickle."""
-
-    def __reduce__(self) -> tuple[object, tuple[()]]:
-        return (_record_unpickle, ())
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
@@ -71,7 +57,8 @@ def test_a_plain_archive_trains(tmp_path: Path) -> None:
 
 
 def test_pickled_object_x_is_refused_unread(tmp_path: Path) -> None:
-    x = np.array([[_Payload(), 1.0, 2.0]] * 8, dtype=object)
+    UNPICKLED.clear()
+    x = np.array([[PicklePayload(), 1.0, 2.0]] * 8, dtype=object)
     code, output = train_on(tmp_path, [("x.npy", npy_bytes(x)), ("y.npy", npy_bytes(Y))])
     assert code == 2
     assert f"{tmp_path / 'data.npz'}: 'x' contains pickled Python objects" in output
